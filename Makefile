@@ -1,0 +1,38 @@
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test test-fast demo bench bench-scan chaos clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make test: create the environment if missing, install, run the whole suite
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## make test-fast: everything except the slow end-to-end tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+## make demo: the whole pipeline on the bundled emulator and a generated sample library
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## make bench: pipeline, overhead, rate-limit, scan and status figures
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
+bench-scan: $(STAMP)
+	$(BIN)/python scripts/bench_scan.py
+
+## make chaos: kill workers at random during a faulty run, then prove nothing was lost
+chaos: $(STAMP)
+	$(BIN)/python scripts/chaos.py
+
+clean:
+	rm -rf $(VENV) data bench-results .pytest_cache

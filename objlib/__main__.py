@@ -1,0 +1,4 @@
+from objlib.cli import cli
+
+if __name__ == "__main__":
+    cli(prog_name="objlib")
