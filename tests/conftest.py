@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own OBJLIB_HOME; the emulator runs on a free port."""
+
+from __future__ import annotations
+
+import pytest
+
+from objlib.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """A fresh OBJLIB_HOME per test, and no stray Gemini variables from the machine."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("OBJLIB_HOME", str(home))
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "OBJLIB_LOG_JSON",
+                "OBJLIB_RPM", "OBJLIB_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def settings(home) -> Settings:
+    return Settings.load(home)
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    """The local Gemini emulator on a free port (instant profile); the SDK is pointed at it."""
+    from objlib.emulator import Emulator
+
+    with Emulator(profile="instant", seed=1) as emu:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emu.base_url)
+        yield emu
