@@ -1,0 +1,209 @@
+"""The catalogue database: connections, the one transaction helper, and migrations.
+
+Schema changes are numbered functions applied in order; ``PRAGMA user_version`` records how
+far a database has come. Each migration runs with its version bump in one transaction, so a
+crash leaves the database at the old version or the new one, never between. A database from
+a newer objlib is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from objlib.errors import CatalogError
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # not executescript(): it would COMMIT the surrounding migration transaction
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _m1_initial(conn: sqlite3.Connection) -> None:
+    _run_script(
+        conn,
+        """
+        CREATE TABLE files (
+            id                INTEGER PRIMARY KEY,
+            path              TEXT NOT NULL UNIQUE,
+            size              INTEGER,
+            mtime_ns          INTEGER,
+            content_hash      TEXT,
+            state             TEXT NOT NULL,
+            version           INTEGER NOT NULL DEFAULT 1,
+            metadata_json     TEXT,
+            metadata_quality  TEXT,
+            skip_reason       TEXT,
+            remote_file       TEXT,
+            operation         TEXT,
+            document          TEXT,
+            previous_document TEXT,
+            task_id           TEXT,
+            lease_until       REAL,
+            poll_deadline     REAL,
+            attempts          INTEGER NOT NULL DEFAULT 0,
+            rate_limited      INTEGER NOT NULL DEFAULT 0,
+            error_class       TEXT,
+            error_message     TEXT,
+            created_at        REAL NOT NULL,
+            state_changed_at  REAL NOT NULL,
+            scanned_at        REAL,
+            queued_at         REAL,
+            upload_started_at REAL,
+            import_started_at REAL,
+            indexed_at        REAL,
+            failed_at         REAL
+        );
+        CREATE INDEX files_state ON files(state, state_changed_at);
+        CREATE TABLE history (
+            id         INTEGER PRIMARY KEY,
+            file_id    INTEGER NOT NULL,
+            version    INTEGER NOT NULL,
+            from_state TEXT,
+            to_state   TEXT NOT NULL,
+            at         REAL NOT NULL,
+            why        TEXT
+        );
+        CREATE INDEX history_at ON history(at, to_state);
+        CREATE INDEX history_file ON history(file_id);
+        CREATE TABLE removals (
+            id           INTEGER PRIMARY KEY,
+            document     TEXT NOT NULL UNIQUE,
+            file_id      INTEGER,
+            reason       TEXT NOT NULL,
+            requested_at REAL NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            last_error   TEXT,
+            removed_at   REAL
+        );
+        CREATE INDEX removals_open ON removals(removed_at);
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT
+        );
+        """
+    )
+
+
+# Append new migrations at the end; never edit or reorder a released one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: str | Path, *, migrate: bool = True) -> sqlite3.Connection:
+    """Open the catalogue (creating it if missing), in WAL mode, migrated to this version."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise CatalogError(f"{path} is not a usable objlib catalogue ({exc}); "
+                           "move it away or point --home at another folder") from exc
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise CatalogError(
+            f"{path} was written by a newer objlib (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade objlib — the database was not touched")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        if migrate and version < SCHEMA_VERSION:
+            _migrate(conn)
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        raise locked_or(exc, path) from exc
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise CatalogError(f"{path} is corrupt ({exc}); move it away or restore a copy") from exc
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    while True:
+        with transaction(conn):
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current >= SCHEMA_VERSION:
+                return
+            MIGRATIONS[current](conn)
+            conn.execute(f"PRAGMA user_version={current + 1}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The one write path: BEGIN IMMEDIATE, commit on success, roll back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def locked_or(exc: sqlite3.OperationalError, path: Path | str) -> Exception:
+    """A clear CatalogError for 'database is locked', the original error otherwise."""
+    if "locked" in str(exc) or "busy" in str(exc):
+        return CatalogError(f"{path} is locked by another writer for more than "
+                            f"{BUSY_TIMEOUT_S:.0f} s; is another objlib command stuck?")
+    return exc
+
+
+class Catalog:
+    """The catalogue file, with one connection per thread (huey runs tasks in threads)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with transaction(self.conn) as conn:
+                yield conn
+        except sqlite3.OperationalError as exc:
+            raise locked_or(exc, self.path) from exc
+
+    def query(self, sql: str, params=()) -> list[sqlite3.Row]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise locked_or(exc, self.path) from exc
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.query("SELECT value FROM meta WHERE key=?", (key,))
+        return row[0]["value"] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as conn:
+            conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
