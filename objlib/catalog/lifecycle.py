@@ -1,0 +1,415 @@
+"""The file lifecycle: the only code that changes a row's state.
+
+Every transition is one conditional UPDATE (``WHERE id=? AND version=? AND state IN (...)``,
+plus ``task_id=?`` where a task must own the row) and its history row, in one short
+transaction. ``rowcount`` decides who won: a stale or duplicate task that lost the race
+changes nothing and is told so (the function returns False / None).
+
+    pending ──enqueue──▶ queued ──claim──▶ uploading ──import answered──▶ importing ──▶ indexed
+                                               │                             │
+                                               └─────────────────────────────┴──▶ failed
+    skipped (not eligible, with a reason)      deleted (gone from disk; its document in removals)
+
+Times are epoch seconds and always passed in (``now``), so tests control the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from objlib.catalog.db import Catalog
+
+PENDING, QUEUED, UPLOADING, IMPORTING = "pending", "queued", "uploading", "importing"
+INDEXED, FAILED, SKIPPED, DELETED = "indexed", "failed", "skipped", "deleted"
+STATES = (PENDING, QUEUED, UPLOADING, IMPORTING, INDEXED, FAILED, SKIPPED, DELETED)
+IN_FLIGHT = (QUEUED, UPLOADING, IMPORTING)
+ELIGIBLE = (PENDING, QUEUED, UPLOADING, IMPORTING, INDEXED, FAILED)
+
+# the timestamp column stamped when a row enters a state
+_STAMP = {QUEUED: "queued_at", UPLOADING: "upload_started_at", IMPORTING: "import_started_at",
+          INDEXED: "indexed_at", FAILED: "failed_at"}
+
+# what a new version starts from: every remote id and error of the old version forgotten
+_FRESH_VERSION = dict(remote_file=None, operation=None, task_id=None, lease_until=None,
+                      poll_deadline=None, attempts=0, rate_limited=0, error_class=None,
+                      error_message=None)
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """A snapshot of one catalogue row, as tasks and commands read it."""
+
+    id: int
+    path: str
+    state: str
+    version: int
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None
+    metadata: dict
+    metadata_quality: str | None
+    skip_reason: str | None
+    remote_file: str | None
+    operation: str | None
+    document: str | None
+    previous_document: str | None
+    task_id: str | None
+    lease_until: float | None
+    poll_deadline: float | None
+    attempts: int
+    rate_limited: int
+    error_class: str | None
+    error_message: str | None
+    state_changed_at: float
+    queued_at: float | None
+    indexed_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRow:
+        values = {name: row[name] for name in cls.__dataclass_fields__ if name != "metadata"}
+        return cls(metadata=json.loads(row["metadata_json"] or "{}"), **values)
+
+
+def get(catalog: Catalog, file_id: int) -> FileRow | None:
+    rows = catalog.query("SELECT * FROM files WHERE id=?", (file_id,))
+    return FileRow.from_row(rows[0]) if rows else None
+
+
+def by_path(catalog: Catalog, path: str) -> FileRow | None:
+    rows = catalog.query("SELECT * FROM files WHERE path=?", (path,))
+    return FileRow.from_row(rows[0]) if rows else None
+
+
+# ---------------------------------------------------------------------------- the mechanism
+
+
+def _move(conn: sqlite3.Connection, file_id: int, version: int | None, from_states, to_state: str,
+          now: float, why: str, *, task_id: str | None = None, **sets) -> bool:
+    """Conditionally move one row to ``to_state``; record history; True if this call won."""
+    from_states = (from_states,) if isinstance(from_states, str) else tuple(from_states)
+    assignments = {"state": to_state, "state_changed_at": now, **sets}
+    if to_state in _STAMP:
+        assignments.setdefault(_STAMP[to_state], now)
+    where = [f"state IN ({','.join('?' * len(from_states))})"]
+    params: list = list(from_states)
+    if version is not None:
+        where.append("version=?")
+        params.append(version)
+    if task_id is not None:
+        where.append("task_id=?")
+        params.append(task_id)
+    old = conn.execute(f"SELECT state, version FROM files WHERE id=? AND {' AND '.join(where)}",
+                       (file_id, *params)).fetchone()
+    if old is None:
+        return False
+    cur = conn.execute(
+        f"UPDATE files SET {', '.join(f'{k}=?' for k in assignments)} "
+        f"WHERE id=? AND {' AND '.join(where)}",
+        (*assignments.values(), file_id, *params))
+    if cur.rowcount != 1:
+        return False
+    new_version = assignments.get("version", old["version"])
+    conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
+                 "VALUES(?, ?, ?, ?, ?, ?)", (file_id, new_version, old["state"], to_state, now, why))
+    return True
+
+
+def _update(conn: sqlite3.Connection, file_id: int, version: int, states, *,
+            task_id: str | None = None, **sets) -> bool:
+    """Conditionally change columns of a row without changing its state (no history)."""
+    states = (states,) if isinstance(states, str) else tuple(states)
+    where = f"id=? AND version=? AND state IN ({','.join('?' * len(states))})"
+    params = [file_id, version, *states]
+    if task_id is not None:
+        where += " AND task_id=?"
+        params.append(task_id)
+    cur = conn.execute(f"UPDATE files SET {', '.join(f'{k}=?' for k in sets)} WHERE {where}",
+                       (*sets.values(), *params))
+    return cur.rowcount == 1
+
+
+def _schedule_removal(conn: sqlite3.Connection, document: str | None, file_id: int, reason: str,
+                      now: float) -> None:
+    if document:
+        conn.execute("INSERT INTO removals(document, file_id, reason, requested_at) "
+                     "VALUES(?, ?, ?, ?) ON CONFLICT(document) DO NOTHING",
+                     (document, file_id, reason, now))
+
+
+# ---------------------------------------------------------------------------- scan
+
+
+def record_new(catalog: Catalog, path: str, *, size: int, mtime_ns: int, content_hash: str,
+               metadata: dict, quality: str, now: float) -> int:
+    """A file seen for the first time: a pending row at version 1."""
+    with catalog.write() as conn:
+        cur = conn.execute(
+            "INSERT INTO files(path, size, mtime_ns, content_hash, state, metadata_json, "
+            "metadata_quality, created_at, state_changed_at, scanned_at) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, size, mtime_ns, content_hash, PENDING, json.dumps(metadata), quality,
+             now, now, now))
+        file_id = cur.lastrowid
+        conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
+                     "VALUES(?, 1, NULL, ?, ?, 'new file')", (file_id, PENDING, now))
+    return file_id
+
+
+def record_skipped(catalog: Catalog, path: str, *, size: int | None, mtime_ns: int | None,
+                   reason: str, now: float) -> int:
+    """A file that is not eligible. An existing row becomes skipped (its document, if any,
+    is scheduled for removal); a new one is inserted as skipped."""
+    with catalog.write() as conn:
+        row = conn.execute("SELECT id, state, version, document, previous_document FROM files "
+                           "WHERE path=?", (path,)).fetchone()
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO files(path, size, mtime_ns, state, skip_reason, created_at, "
+                "state_changed_at, scanned_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, size, mtime_ns, SKIPPED, reason, now, now, now))
+            conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
+                         "VALUES(?, 1, NULL, ?, ?, ?)", (cur.lastrowid, SKIPPED, now, reason))
+            return cur.lastrowid
+        if row["state"] == SKIPPED:
+            conn.execute("UPDATE files SET size=?, mtime_ns=?, skip_reason=?, scanned_at=? "
+                         "WHERE id=?", (size, mtime_ns, reason, now, row["id"]))
+            return row["id"]
+        _schedule_removal(conn, row["document"], row["id"], "skipped", now)
+        _schedule_removal(conn, row["previous_document"], row["id"], "replaced", now)
+        _move(conn, row["id"], row["version"], row["state"], SKIPPED, now, reason,
+              size=size, mtime_ns=mtime_ns, skip_reason=reason, scanned_at=now,
+              version=row["version"] + 1, content_hash=None, document=None,
+              previous_document=None, **_FRESH_VERSION)
+        return row["id"]
+
+
+def record_changed(catalog: Catalog, file_id: int, *, size: int, mtime_ns: int, content_hash: str,
+                   metadata: dict, quality: str, now: float) -> bool:
+    """New content for a known path: version+1, pending. The old version's document stays in
+    the store (as previous_document) until the new version is indexed."""
+    with catalog.write() as conn:
+        row = conn.execute("SELECT state, version, document, previous_document FROM files "
+                           "WHERE id=?", (file_id,)).fetchone()
+        if row is None:
+            return False
+        keep = row["document"] or row["previous_document"]
+        if row["document"] and row["previous_document"]:
+            # two versions behind: the older one is stale already
+            _schedule_removal(conn, row["previous_document"], file_id, "replaced", now)
+        if row["state"] == DELETED and keep:
+            # it was scheduled for removal when the file vanished; keep it until replaced
+            conn.execute("DELETE FROM removals WHERE document=? AND removed_at IS NULL", (keep,))
+        return _move(conn, file_id, row["version"], row["state"], PENDING, now, "content changed",
+                     version=row["version"] + 1, size=size, mtime_ns=mtime_ns,
+                     content_hash=content_hash, metadata_json=json.dumps(metadata),
+                     metadata_quality=quality, skip_reason=None, scanned_at=now,
+                     document=None, previous_document=keep, **_FRESH_VERSION)
+
+
+def record_touched(catalog: Catalog, file_id: int, *, size: int, mtime_ns: int,
+                   metadata: dict, quality: str, now: float) -> None:
+    """Same content, new stat (or new metadata rules): no state change, no re-upload."""
+    with catalog.write() as conn:
+        conn.execute("UPDATE files SET size=?, mtime_ns=?, metadata_json=?, metadata_quality=?, "
+                     "scanned_at=? WHERE id=?",
+                     (size, mtime_ns, json.dumps(metadata), quality, now, file_id))
+
+
+def mark_deleted(catalog: Catalog, file_id: int, now: float) -> bool:
+    """The file is gone from disk: its documents are scheduled for removal."""
+    with catalog.write() as conn:
+        row = conn.execute("SELECT state, version, document, previous_document FROM files "
+                           "WHERE id=?", (file_id,)).fetchone()
+        if row is None or row["state"] == DELETED:
+            return False
+        _schedule_removal(conn, row["document"], file_id, "deleted", now)
+        _schedule_removal(conn, row["previous_document"], file_id, "replaced", now)
+        return _move(conn, file_id, row["version"], row["state"], DELETED, now, "gone from disk",
+                     previous_document=None, task_id=None, lease_until=None, scanned_at=now)
+
+
+def restore(catalog: Catalog, file_id: int, now: float) -> str | None:
+    """A deleted file reappeared with the same content. If its document is still in the
+    store (removal not done yet), the removal is cancelled and the row is indexed again;
+    otherwise it must be uploaded again (pending). Returns the new state."""
+    with catalog.write() as conn:
+        row = conn.execute("SELECT state, version, document FROM files WHERE id=?",
+                           (file_id,)).fetchone()
+        if row is None or row["state"] != DELETED:
+            return None
+        cancelled = row["document"] and conn.execute(
+            "DELETE FROM removals WHERE document=? AND removed_at IS NULL",
+            (row["document"],)).rowcount == 1
+        if cancelled:
+            _move(conn, file_id, row["version"], DELETED, INDEXED, now, "reappeared unchanged",
+                  scanned_at=now)
+            return INDEXED
+        _move(conn, file_id, row["version"], DELETED, PENDING, now, "reappeared",
+              document=None, scanned_at=now, **_FRESH_VERSION)
+        return PENDING
+
+
+def seen(catalog: Catalog, file_ids: list[int], now: float) -> None:
+    """Stamp rows the scan found unchanged (batched: one transaction for many rows)."""
+    with catalog.write() as conn:
+        conn.executemany("UPDATE files SET scanned_at=? WHERE id=?", [(now, i) for i in file_ids])
+
+
+# ---------------------------------------------------------------------------- queue
+
+
+def mark_queued(catalog: Catalog, file_id: int, version: int, task_id: str, now: float,
+                *, why: str = "enqueued", from_states=(PENDING,)) -> bool:
+    """Hand the row to a new task (its id recorded: only that task may claim it)."""
+    with catalog.write() as conn:
+        return _move(conn, file_id, version, from_states, QUEUED, now, why, task_id=None,
+                     **{"task_id": task_id, "queued_at": now, "lease_until": None})
+
+
+def claim(catalog: Catalog, file_id: int, version: int, task_id: str, now: float,
+          lease_s: float) -> FileRow | None:
+    """The task that owns the row starts (or resumes) its upload. None: stale or duplicate."""
+    with catalog.write() as conn:
+        won = _move(conn, file_id, version, QUEUED, UPLOADING, now, "claimed",
+                    task_id=task_id, lease_until=now + lease_s)
+        if not won:
+            won = _update(conn, file_id, version, UPLOADING, task_id=task_id,
+                          lease_until=now + lease_s)
+        row = conn.execute("SELECT * FROM files WHERE id=?", (file_id,)).fetchone() if won else None
+    return FileRow.from_row(row) if row else None
+
+
+def record_remote_file(catalog: Catalog, file_id: int, version: int, task_id: str,
+                       remote_file: str) -> bool:
+    with catalog.write() as conn:
+        return _update(conn, file_id, version, UPLOADING, task_id=task_id, remote_file=remote_file)
+
+
+def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str, operation: str,
+                     now: float, poll_deadline: float, lease_s: float) -> bool:
+    """importFile answered: the operation name is kept before anything else happens."""
+    with catalog.write() as conn:
+        return _move(conn, file_id, version, UPLOADING, IMPORTING, now, "import started",
+                     task_id=task_id, operation=operation, poll_deadline=poll_deadline,
+                     lease_until=now + lease_s)
+
+
+def hold(catalog: Catalog, file_id: int, version: int, until: float) -> bool:
+    """A task that re-schedules itself keeps its row leased until it is due again."""
+    with catalog.write() as conn:
+        return _update(conn, file_id, version, IN_FLIGHT, lease_until=until)
+
+
+def record_attempt(catalog: Catalog, file_id: int, version: int, error_class: str, message: str,
+                   *, rate_limited: bool = False) -> int | None:
+    """A retryable error: count it (attempts, or rate_limited for 429s). Returns the count."""
+    column = "rate_limited" if rate_limited else "attempts"
+    with catalog.write() as conn:
+        conn.execute(f"UPDATE files SET {column}={column}+1, error_class=?, error_message=? "
+                     f"WHERE id=? AND version=? AND state IN ('queued','uploading','importing')",
+                     (error_class, message, file_id, version))
+        row = conn.execute(f"SELECT {column} FROM files WHERE id=? AND version=?",
+                           (file_id, version)).fetchone()
+    return row[0] if row else None
+
+
+def mark_indexed(catalog: Catalog, file_id: int, version: int, document: str,
+                 now: float) -> bool:
+    """The import is done and its document is ACTIVE. The replaced version's document, if
+    any, is now scheduled for removal."""
+    with catalog.write() as conn:
+        row = conn.execute("SELECT previous_document FROM files WHERE id=? AND version=?",
+                           (file_id, version)).fetchone()
+        won = _move(conn, file_id, version, IMPORTING, INDEXED, now, "indexed",
+                    document=document, previous_document=None, lease_until=None,
+                    task_id=None, error_class=None, error_message=None)
+        if won and row["previous_document"] and row["previous_document"] != document:
+            _schedule_removal(conn, row["previous_document"], file_id, "replaced", now)
+        return won
+
+
+def record_document(catalog: Catalog, file_id: int, version: int, document: str) -> bool:
+    """The document name became known before the import finished (kept at once)."""
+    with catalog.write() as conn:
+        return _update(conn, file_id, version, IMPORTING, document=document)
+
+
+def mark_failed(catalog: Catalog, file_id: int, version: int, error_class: str, message: str,
+                now: float, *, from_states=IN_FLIGHT) -> bool:
+    with catalog.write() as conn:
+        return _move(conn, file_id, version, from_states, FAILED, now, f"{error_class}: {message}",
+                     error_class=error_class, error_message=message, lease_until=None,
+                     task_id=None)
+
+
+def retry_failed(catalog: Catalog, now: float) -> int:
+    """Every failed row back to pending, its attempts forgotten. Returns how many."""
+    rows = catalog.query("SELECT id, version FROM files WHERE state=?", (FAILED,))
+    moved = 0
+    with catalog.write() as conn:
+        for row in rows:
+            moved += _move(conn, row["id"], row["version"], FAILED, PENDING, now, "retry failed",
+                           **_FRESH_VERSION)
+    return moved
+
+
+def reset_to_pending(catalog: Catalog, file_id: int, version: int, now: float, why: str,
+                     *, from_states=(INDEXED,) + IN_FLIGHT) -> bool:
+    """Start the current version over (reconcile found its document missing, say)."""
+    with catalog.write() as conn:
+        return _move(conn, file_id, version, from_states, PENDING, now, why, document=None,
+                     **_FRESH_VERSION)
+
+
+# ---------------------------------------------------------------------------- removals
+
+
+@dataclass(frozen=True)
+class Removal:
+    id: int
+    document: str
+    file_id: int | None
+    reason: str
+    attempts: int
+
+
+def open_removals(catalog: Catalog) -> list[Removal]:
+    rows = catalog.query("SELECT id, document, file_id, reason, attempts FROM removals "
+                         "WHERE removed_at IS NULL ORDER BY id")
+    return [Removal(**dict(r)) for r in rows]
+
+
+def get_removal(catalog: Catalog, removal_id: int) -> Removal | None:
+    rows = catalog.query("SELECT id, document, file_id, reason, attempts FROM removals "
+                         "WHERE id=? AND removed_at IS NULL", (removal_id,))
+    return Removal(**dict(rows[0])) if rows else None
+
+
+def schedule_removal(catalog: Catalog, document: str, file_id: int | None, reason: str,
+                     now: float) -> None:
+    with catalog.write() as conn:
+        _schedule_removal(conn, document, file_id, reason, now)
+
+
+def mark_removed(catalog: Catalog, removal_id: int, now: float) -> bool:
+    """The store confirmed the document is gone (or never was): the removal is done."""
+    with catalog.write() as conn:
+        row = conn.execute("SELECT document FROM removals WHERE id=? AND removed_at IS NULL",
+                           (removal_id,)).fetchone()
+        if row is None:
+            return False
+        conn.execute("UPDATE removals SET removed_at=? WHERE id=?", (now, removal_id))
+        # a deleted row no longer has a document to restore
+        conn.execute("UPDATE files SET document=NULL WHERE document=? AND state=?",
+                     (row["document"], DELETED))
+        return True
+
+
+def record_removal_error(catalog: Catalog, removal_id: int, message: str) -> int:
+    with catalog.write() as conn:
+        conn.execute("UPDATE removals SET attempts=attempts+1, last_error=? WHERE id=?",
+                     (message, removal_id))
+        row = conn.execute("SELECT attempts FROM removals WHERE id=?", (removal_id,)).fetchone()
+    return row[0] if row else 0
