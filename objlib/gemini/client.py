@@ -1,0 +1,378 @@
+"""``GeminiClient``: the calls objlib makes to the Gemini Files and File Search APIs.
+
+Callers never see SDK types: every answer is one of the frozen dataclasses below and every
+failure a :class:`objlib.gemini.errors.GeminiError`. Every HTTP exchange goes through
+``GeminiClient._call``, which
+
+- calls ``on_request(call, cost)`` first (the queue's global throttle; it may raise any
+  exception to stop the call, and that exception propagates untouched),
+- runs the SDK call and turns any SDK/transport exception into a ``GeminiError``
+  (``classify``),
+- calls ``on_response(call, status)`` afterwards: 200, the error's HTTP status, or None when
+  no response came back. A failing ``on_response`` is logged, never raised: the answer of a
+  call that succeeded (an import's operation name) must not be lost to a bookkeeping hook.
+
+The SDK's own retries are off; retrying is the queue's job. The SDK client is built on first
+use (never at import: workers fork) and rebuilt if the process has forked since.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from google import genai
+from google.genai import types
+
+from objlib.gemini import metadata as md
+from objlib.gemini.errors import GeminiError, Gone, MissingApiKey, classify, register_secret, status_of
+from objlib.log import get_logger
+
+API_VERSION = "v1beta"
+UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024  # the SDK sends resumable uploads in 8 MiB chunks
+EMULATOR_KEY = "emulator-no-key"  # sent to a loopback base URL when no key is set
+PAGE_SIZE_MAX = 20  # stores and documents: the API's maximum page size
+_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
+
+OnRequest = Callable[[str, int], None]
+OnResponse = Callable[[str, "int | None"], None]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Store:
+    name: str  # fileSearchStores/<id>
+    display_name: str
+    active_documents: int
+    pending_documents: int
+    failed_documents: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class RawFile:
+    name: str  # files/<id>
+    state: str  # PROCESSING | ACTIVE | FAILED | STATE_UNSPECIFIED
+    size_bytes: int | None
+    expires_at: float | None  # epoch seconds (raw files are deleted after 48 h)
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    done: bool  # True only when the API said done: true (a missing done is not done)
+    error: dict | None  # {"code", "message", ...} when the operation failed
+    document: str | None  # full name fileSearchStores/<s>/documents/<d>, once known
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str  # fileSearchStores/<s>/documents/<d>
+    display_name: str
+    state: str  # STATE_PENDING | STATE_ACTIVE | STATE_FAILED | STATE_UNSPECIFIED
+    custom_metadata: dict  # {key: str | float | list[str]}
+    create_time: float | None  # epoch seconds
+
+
+class GeminiClient:
+    """One client per process. Build it with :meth:`from_env`.
+
+    >>> client = GeminiClient.from_env(settings)            # doctest: +SKIP
+    >>> store = client.ensure_store(settings.store_name)   # doctest: +SKIP
+    """
+
+    def __init__(self, *, api_key: str, base_url: str | None = None, timeout_s: float = 120.0,
+                 on_request: OnRequest | None = None, on_response: OnResponse | None = None):
+        register_secret(api_key)
+        self._api_key = api_key
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self.on_request = on_request
+        self.on_response = on_response
+        self._sdk_client = None
+        self._sdk_pid: int | None = None
+        self._inherited = None  # a client built before a fork: kept alive, never used or closed
+
+    @classmethod
+    def from_env(cls, settings, *, on_request: OnRequest | None = None,
+                 on_response: OnResponse | None = None) -> GeminiClient:
+        """Key from ``GEMINI_API_KEY`` (else ``GOOGLE_API_KEY``); base URL from
+        ``GOOGLE_GEMINI_BASE_URL`` when set. No key is needed for a loopback base URL (the
+        emulator); anywhere else a missing key raises :class:`MissingApiKey` at once."""
+        base_url = os.environ.get("GOOGLE_GEMINI_BASE_URL", "").strip() or None
+        key = (os.environ.get("GEMINI_API_KEY", "").strip()
+               or os.environ.get("GOOGLE_API_KEY", "").strip())
+        if not key:
+            if base_url is None or not is_loopback(base_url):
+                raise MissingApiKey(
+                    "GEMINI_API_KEY is not set: export GEMINI_API_KEY=<your Gemini API key> "
+                    "(or set GOOGLE_GEMINI_BASE_URL to a local emulator such as "
+                    "http://127.0.0.1:8765)")
+            key = EMULATOR_KEY
+        return cls(api_key=key, base_url=base_url, timeout_s=settings.request_timeout_s,
+                   on_request=on_request, on_response=on_response)
+
+    def __repr__(self) -> str:
+        return f"GeminiClient(base_url={self.base_url!r}, timeout_s={self.timeout_s})"
+
+    # --- stores -----------------------------------------------------------------------------
+
+    def ensure_store(self, display_name: str) -> Store:
+        """The store called ``display_name`` (the oldest, if several are); created if none."""
+        wanted = md.display_name(display_name)
+        matches = [s for s in self._pages("list_stores", lambda c: c.file_search_stores.list(
+            config={"page_size": PAGE_SIZE_MAX})) if s.display_name == wanted]
+        if matches:
+            oldest = min(matches, key=lambda s: (s.create_time is None, _epoch_s(s.create_time) or 0))
+            return _store(oldest)
+        return _store(self._call("create_store", lambda c: c.file_search_stores.create(
+            config={"display_name": wanted})))
+
+    def get_store(self, name: str) -> Store:
+        return _store(self._call("get_store", lambda c: c.file_search_stores.get(name=name)))
+
+    def delete_store(self, name: str, force: bool = True) -> bool:
+        """Delete a store (with its documents when ``force``). False if it was already gone."""
+        return self._delete("delete_store", lambda c: c.file_search_stores.delete(
+            name=name, config={"force": force}))
+
+    # --- raw files --------------------------------------------------------------------------
+
+    def upload_file(self, path: str | os.PathLike, *, file_id: str, display_name: str,
+                    mime_type: str = "text/plain") -> RawFile:
+        """Upload ``path`` as ``files/<file_id>``, idempotently: an existing raw file of that
+        name (not FAILED, same size) is reused without uploading; a FAILED one is replaced."""
+        name = _file_name(file_id)
+        size = os.path.getsize(path)  # a vanished local file raises OSError before any request
+        existing = self._reusable_file(name, size)
+        if existing is not None:
+            return existing
+        config = {"name": name, "display_name": md.display_name(display_name),
+                  "mime_type": mime_type}
+        try:
+            uploaded = self._call("upload_file", lambda c: c.files.upload(
+                file=os.fspath(path), config=config), cost=upload_cost(size))
+        except GeminiError as err:
+            if err.code != 409:  # 409 ALREADY_EXISTS: another worker won the race
+                raise
+            return self.get_file(name)
+        return _raw_file(uploaded)
+
+    def _reusable_file(self, name: str, size: int) -> RawFile | None:
+        try:
+            existing = self.get_file(name)
+        except Gone:
+            return None
+        if existing.state != "FAILED" and existing.size_bytes in (None, size):
+            return existing
+        log.debug("gemini.replace_raw_file", name=name, state=existing.state,
+                  size_bytes=existing.size_bytes, local_bytes=size)
+        self.delete_file(name)
+        return None
+
+    def get_file(self, name: str) -> RawFile:
+        name = _file_name(name)
+        return _raw_file(self._call("get_file", lambda c: c.files.get(name=name)))
+
+    def delete_file(self, name: str) -> bool:
+        """False if the raw file was already gone (deleted, or expired: the API says 403)."""
+        name = _file_name(name)
+        return self._delete("delete_file", lambda c: c.files.delete(name=name))
+
+    # --- import, operations, documents ------------------------------------------------------
+
+    def import_file(self, store: str, file_name: str, custom_metadata: list[dict]) -> str:
+        """Start importing raw file ``file_name`` into ``store``; the operation's name.
+        Not idempotent: every call that reaches the API creates a document."""
+        config = {"custom_metadata": list(custom_metadata)} if custom_metadata else None
+        op = self._call("import_file", lambda c: c.file_search_stores.import_file(
+            file_search_store_name=store, file_name=_file_name(file_name), config=config))
+        return op.name
+
+    def get_operation(self, name: str) -> Operation:
+        """The state of an import (or store upload) operation."""
+        kind = (types.UploadToFileSearchStoreOperation if "/upload/operations/" in name
+                else types.ImportFileOperation)
+        return _operation(name, self._call("get_operation", lambda c: c.operations.get(
+            kind(name=name))))
+
+    def get_document(self, name: str) -> Document:
+        return _document(self._call("get_document", lambda c: c.file_search_stores.documents.get(
+            name=name)))
+
+    def list_documents(self, store: str, page_size: int = PAGE_SIZE_MAX) -> Iterator[Document]:
+        """Every document of ``store``, page after page (one pass; oldest first)."""
+        page_size = max(1, min(page_size, PAGE_SIZE_MAX))
+        for doc in self._pages("list_documents", lambda c: c.file_search_stores.documents.list(
+                parent=store, config={"page_size": page_size})):
+            yield _document(doc)
+
+    def delete_document(self, name: str) -> bool:
+        """Delete a document with its chunks; False if it was already gone."""
+        return self._delete("delete_document", lambda c: c.file_search_stores.documents.delete(
+            name=name, config={"force": True}))
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        client, self._sdk_client = self._sdk_client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> GeminiClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _sdk(self):
+        if self._sdk_client is None or self._sdk_pid != os.getpid():
+            if self._sdk_client is not None:  # forked: the parent's connections are not ours
+                self._inherited, self._sdk_client = self._sdk_client, None
+            options = {"api_version": API_VERSION, "timeout": int(self.timeout_s * 1000)}
+            if self.base_url:
+                options["base_url"] = self.base_url
+            self._sdk_client = genai.Client(api_key=self._api_key, vertexai=False,
+                                            http_options=types.HttpOptions(**options))
+            self._sdk_pid = os.getpid()
+        return self._sdk_client
+
+    def _call(self, call: str, request: Callable, *, cost: int = 1):
+        """One HTTP exchange (or one resumable upload): hooks around it, errors classified."""
+        if self.on_request is not None:
+            self.on_request(call, cost)
+        started = time.monotonic()
+        try:
+            result = request(self._sdk())
+        except OSError:  # the local file, not the API (transport errors are no OSError)
+            self._responded(call, None, started)
+            raise
+        except Exception as exc:
+            self._responded(call, status_of(exc), started)
+            raise classify(exc, call=call) from exc
+        self._responded(call, 200, started)
+        return result
+
+    def _responded(self, call: str, status: int | None, started: float) -> None:
+        log.debug("gemini.call", call=call, status=status,
+                  elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+        if self.on_response is None:
+            return
+        try:
+            self.on_response(call, status)
+        except Exception as exc:  # noqa: BLE001 - a bookkeeping hook must not lose an answer
+            log.warning("gemini.on_response_failed", call=call, error=repr(exc))
+
+    def _pages(self, call: str, first_page: Callable) -> Iterator:
+        """Every item of a listing; each page is one ``_call``."""
+        pager = self._call(call, first_page)
+        while True:
+            yield from pager.page
+            if not pager.config.get("page_token"):
+                return
+            self._call(call, lambda _client: pager.next_page())
+
+    def _delete(self, call: str, request: Callable) -> bool:
+        try:
+            self._call(call, request)
+        except Gone:
+            return False
+        return True
+
+
+def upload_cost(size_bytes: int) -> int:
+    """HTTP requests of one resumable upload: the start, then one per 8 MiB chunk (>= 1)."""
+    return 1 + max(1, math.ceil(size_bytes / UPLOAD_CHUNK_BYTES))
+
+
+def is_loopback(base_url: str) -> bool:
+    """True when ``base_url`` points at this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (urlsplit(base_url if "//" in base_url else "//" + base_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- SDK objects -> our dataclasses ----------------------------------------------------------
+
+
+def _file_name(file_id: str) -> str:
+    bare = file_id.removeprefix("files/")
+    if not _ID.fullmatch(bare):
+        raise ValueError(f"not a valid raw file id (<= 40 of [a-z0-9-]): {file_id!r}")
+    return "files/" + bare
+
+
+def _text(value) -> str:
+    """An SDK enum, string or None as plain text."""
+    value = getattr(value, "value", value)
+    return "" if value is None else str(value)
+
+
+def _epoch_s(when: datetime | None) -> float | None:
+    return when.timestamp() if when is not None else None
+
+
+def _store(s) -> Store:
+    return Store(name=s.name, display_name=s.display_name or "",
+                 active_documents=s.active_documents_count or 0,
+                 pending_documents=s.pending_documents_count or 0,
+                 failed_documents=s.failed_documents_count or 0,
+                 size_bytes=s.size_bytes or 0)
+
+
+def _raw_file(f) -> RawFile:
+    return RawFile(name=f.name, state=_text(f.state) or "STATE_UNSPECIFIED",
+                   size_bytes=f.size_bytes, expires_at=_epoch_s(f.expiration_time))
+
+
+def _document(d) -> Document:
+    return Document(name=d.name, display_name=d.display_name or "",
+                    state=_text(d.state) or "STATE_UNSPECIFIED",
+                    custom_metadata=_decode_metadata(d.custom_metadata or []),
+                    create_time=_epoch_s(d.create_time))
+
+
+def _decode_metadata(entries) -> dict:
+    decoded = {}
+    for entry in entries:
+        if entry.string_list_value is not None:
+            decoded[entry.key] = list(entry.string_list_value.values or [])
+        elif entry.numeric_value is not None:
+            decoded[entry.key] = float(entry.numeric_value)
+        else:
+            decoded[entry.key] = entry.string_value
+    return decoded
+
+
+def _operation(name: str, op) -> Operation:
+    response = getattr(op, "response", None)
+    document = getattr(response, "document_name", None)
+    if document and not document.startswith("fileSearchStores/"):
+        # seen in the wild: a bare document id (and a bare parent) in the response
+        store = _store_of_operation(name) or _store_name(getattr(response, "parent", None))
+        document = f"{store}/documents/{document.rsplit('/', 1)[-1]}" if store else document
+    return Operation(name=op.name or name, done=op.done is True,
+                     error=dict(op.error) if op.error else None, document=document or None)
+
+
+def _store_of_operation(name: str) -> str | None:
+    head, sep, _ = name.partition("/operations/")
+    return head.removesuffix("/upload") if sep and head.startswith("fileSearchStores/") else None
+
+
+def _store_name(parent: str | None) -> str | None:
+    if not parent:
+        return None
+    return parent if parent.startswith("fileSearchStores/") else f"fileSearchStores/{parent}"
