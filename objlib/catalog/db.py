@@ -47,6 +47,7 @@ def _m1_initial(conn: sqlite3.Connection) -> None:
             previous_document TEXT,
             task_id           TEXT,
             lease_until       REAL,
+            lease_owner       TEXT,
             poll_deadline     REAL,
             attempts          INTEGER NOT NULL DEFAULT 0,
             rate_limited      INTEGER NOT NULL DEFAULT 0,
