@@ -1,0 +1,224 @@
+"""classify(): every row of the table in objlib/gemini/errors.py, from real SDK and httpx2
+exceptions (built the way the SDK builds them: from an HTTP response)."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx2
+import pytest
+from google.genai import errors as genai_errors
+
+from objlib.errors import ConfigError, ObjlibError
+from objlib.gemini.errors import (
+    GeminiError,
+    Gone,
+    MissingApiKey,
+    Permanent,
+    RateLimited,
+    Transient,
+    classify,
+    register_secret,
+    scrub,
+)
+
+URL = "https://generativelanguage.googleapis.com/v1beta/files/x"
+
+
+def sdk_error(code: int, status: str | None = None, message: str = "boom", *, details=None,
+              headers=None, text: str | None = None) -> genai_errors.APIError:
+    """The exception the SDK raises for this HTTP answer (through its own raise_for_response)."""
+    request = httpx2.Request("GET", URL)
+    if text is not None:
+        response = httpx2.Response(code, text=text, headers=headers, request=request)
+    else:
+        error = {"code": code, "message": message, "status": status}
+        if details is not None:
+            error["details"] = details
+        response = httpx2.Response(code, json={"error": error}, headers=headers, request=request)
+    with pytest.raises(genai_errors.APIError) as caught:
+        genai_errors.APIError.raise_for_response(response)
+    return caught.value
+
+
+@pytest.mark.parametrize("code, status, message, call, kind", [
+    (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted", "import_file", RateLimited),
+    (429, "RESOURCE_EXHAUSTED", "quota", "delete_file", RateLimited),
+    (408, "DEADLINE_EXCEEDED", "slow", "get_file", Transient),
+    (500, "INTERNAL", "oops", "import_file", Transient),
+    (503, "UNAVAILABLE", "try later", "upload_file", Transient),
+    (504, "DEADLINE_EXCEEDED", "slow", "get_operation", Transient),
+    (400, "INVALID_ARGUMENT", "Failed to create file.", "upload_file", Transient),
+    (400, "INVALID_ARGUMENT", "Failed to create file.", "import_file", Transient),
+    (400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "import_file", Permanent),
+    (400, "FAILED_PRECONDITION", "store not empty", "delete_store", Permanent),
+    (409, "ALREADY_EXISTS", "exists", "upload_file", Permanent),
+    (403, "PERMISSION_DENIED", "denied", "import_file", Permanent),
+    (404, "NOT_FOUND", "no such store", "import_file", Permanent),
+    (403, "PERMISSION_DENIED", "You do not have permission to access the File x or it may "
+     "not exist.", "delete_file", Gone),
+    (404, "NOT_FOUND", "gone", "delete_file", Gone),
+    (403, "PERMISSION_DENIED", "expired", "get_file", Gone),
+    (404, "NOT_FOUND", "gone", "get_file", Gone),
+    (403, "PERMISSION_DENIED", "denied", "delete_document", Gone),
+    (404, "NOT_FOUND", "gone", "delete_document", Gone),
+    (404, "NOT_FOUND", "gone", "delete_store", Gone),
+    (404, "NOT_FOUND", "gone", "get_document", Gone),
+    (403, "PERMISSION_DENIED", "denied", "get_document", Permanent),
+    (404, "NOT_FOUND", "gone", "get_store", Gone),
+])
+def test_api_errors_are_classified_by_status_message_and_call(code, status, message, call, kind):
+    err = classify(sdk_error(code, status, message), call=call)
+
+    assert type(err) is kind
+    assert (err.code, err.status, err.call) == (code, status, call)
+    assert err.kind == kind.kind
+
+
+def test_message_names_status_call_and_api_message():
+    err = classify(sdk_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted "
+                             "(e.g. check quota)."), call="import_file")
+
+    assert str(err) == ("429 RESOURCE_EXHAUSTED on import_file: Resource has been exhausted "
+                        "(e.g. check quota).")
+    assert err.message == str(err)
+
+
+def test_a_non_json_502_page_is_transient_with_the_reason_phrase():
+    err = classify(sdk_error(502, text="<html><body>Bad gateway</body></html>"), call="get_file")
+
+    assert isinstance(err, Transient)
+    assert err.code == 502 and err.status == "Bad Gateway"
+    assert str(err).startswith("502 Bad Gateway on get_file: <html>")
+
+
+def test_a_long_error_body_is_clipped():
+    err = classify(sdk_error(500, "INTERNAL", "x" * 5000), call="get_file")
+
+    assert len(str(err)) < 500 and str(err).endswith("...")
+
+
+def test_a_204_the_sdk_refuses_is_transient():
+    # the SDK raises a bare APIError for any status that is neither 200 nor 4xx/5xx
+    err = classify(sdk_error(204, text=""), call="delete_file")
+
+    assert isinstance(err, Transient) and err.code == 204
+
+
+def test_retry_after_comes_from_retry_info_in_the_body():
+    details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}]
+    err = classify(sdk_error(429, "RESOURCE_EXHAUSTED", "slow down", details=details),
+                   call="import_file")
+
+    assert err.retry_after_s == 7.0
+
+
+def test_retry_after_comes_from_the_header_when_the_body_has_none():
+    err = classify(sdk_error(503, "UNAVAILABLE", "later", headers={"Retry-After": "3"}),
+                   call="get_file")
+
+    assert err.retry_after_s == 3.0
+
+
+def test_retry_after_is_none_when_the_api_gives_no_hint():
+    assert classify(sdk_error(429, "RESOURCE_EXHAUSTED"), call="get_file").retry_after_s is None
+
+
+def test_a_refused_connection_is_transient_with_no_status():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(httpx2.ConnectError) as caught:
+        httpx2.get(f"http://127.0.0.1:{port}/v1beta/files/x", timeout=2)
+
+    err = classify(caught.value, call="get_file")
+
+    assert isinstance(err, Transient) and err.code is None
+    assert str(err).startswith("connection failed on get_file: ConnectError")
+
+
+def test_a_read_timeout_is_transient():
+    with socket.socket() as server:  # accepts, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with pytest.raises(httpx2.ReadTimeout) as caught:
+            httpx2.get(f"http://127.0.0.1:{port}/", timeout=0.2)
+
+    err = classify(caught.value, call="import_file")
+
+    assert isinstance(err, Transient) and err.code is None
+    assert str(err).startswith("timed out on import_file: ReadTimeout")
+
+
+@pytest.mark.parametrize("exc", [
+    httpx2.ConnectTimeout("connect timed out"),
+    httpx2.WriteTimeout("write timed out"),
+    httpx2.PoolTimeout("pool timed out"),
+    httpx2.ReadError("connection reset"),
+    httpx2.WriteError("broken pipe"),
+    httpx2.RemoteProtocolError("server disconnected"),
+])
+def test_other_transport_failures_are_transient(exc):
+    assert isinstance(classify(exc, call="upload_file"), Transient)
+
+
+def test_a_base_url_with_an_unsupported_scheme_is_permanent():
+    with pytest.raises(httpx2.UnsupportedProtocol) as caught:
+        httpx2.get("ftp://example.invalid/x")
+
+    assert isinstance(classify(caught.value, call="get_file"), Permanent)
+
+
+def test_an_upload_the_server_never_finalised_is_transient():
+    # what the SDK raises after re-sending a chunk three times without an upload status
+    exc = ValueError("Failed to upload file: Upload status is not finalized.")
+
+    assert isinstance(classify(exc, call="upload_file"), Transient)
+
+
+def test_anything_unexpected_is_permanent_and_named():
+    err = classify(RuntimeError("client has been closed"), call="get_file")
+
+    assert isinstance(err, Permanent)
+    assert str(err) == "unexpected error on get_file: RuntimeError: client has been closed"
+
+
+def test_a_gemini_error_is_passed_through():
+    err = Transient("x", call="get_file")
+
+    assert classify(err, call="other") is err
+
+
+def test_all_kinds_share_one_base_under_objlib_error():
+    for cls in (RateLimited, Transient, Permanent, Gone, MissingApiKey):
+        assert issubclass(cls, GeminiError) and issubclass(cls, ObjlibError)
+    assert issubclass(MissingApiKey, ConfigError)
+
+
+def test_a_registered_key_is_scrubbed_from_messages():
+    key = "my-very-secret-test-key-123"
+    register_secret(key)
+
+    err = classify(sdk_error(400, "INVALID_ARGUMENT", f"API key not valid: {key}"),
+                   call="get_file")
+
+    assert key not in str(err) and key not in repr(err)
+    assert "***" in str(err)
+
+
+def test_keys_from_the_environment_and_key_shaped_text_are_scrubbed(monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "env-secret-value-42")
+    google_shaped = "AIza" + "B" * 35
+
+    text = scrub(f"env-secret-value-42 {google_shaped} url?key=abc123&x=1 x-goog-api-key: zz9")
+
+    assert "env-secret-value-42" not in text and google_shaped not in text
+    assert "abc123" not in text and "zz9" not in text
+    assert "&x=1" in text
+
+
+def test_scrub_leaves_metadata_keys_in_messages_alone():
+    text = "custom_metadata[0].key: must not be empty"
+
+    assert scrub(text) == text
