@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from google.genai import types
 
 from objlib.gemini import metadata as md
-from objlib.gemini.client import GeminiClient, upload_cost
+from objlib.gemini.client import GeminiClient, _operation, upload_cost
 from objlib.gemini.errors import Gone, MissingApiKey, RateLimited, Transient
 
 MIB = 1024 * 1024
@@ -196,6 +197,50 @@ def test_delete_store_with_its_documents(client, store, tmp_path):
 
     assert client.delete_store(store.name) is True
     assert client.delete_store(store.name) is False
+
+
+# --- operations as the API may send them (no server needed) -----------------------------
+
+OP = "fileSearchStores/s-1/operations/o-1"
+
+
+def operation(body: dict, kind=types.ImportFileOperation):
+    return _operation(body.get("name", OP), kind.from_api_response(body))
+
+
+@pytest.mark.parametrize("body", [
+    {"name": OP}, {"name": OP, "done": False}, {"name": OP, "metadata": {}}])
+def test_an_operation_without_done_true_is_not_done(body):
+    assert operation(body).done is False
+
+
+def test_a_finished_operation_names_its_document():
+    op = operation({"name": OP, "done": True, "response": {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse",
+        "parent": "fileSearchStores/s-1", "documentName": "fileSearchStores/s-1/documents/d-1"}})
+
+    assert (op.done, op.error, op.document) == (True, None, "fileSearchStores/s-1/documents/d-1")
+
+
+def test_a_bare_document_id_becomes_the_full_name():
+    op = operation({"name": OP, "done": True, "response": {"parent": "s-1", "documentName": "d-1"}})
+
+    assert op.document == "fileSearchStores/s-1/documents/d-1"
+
+
+def test_a_store_upload_operation_names_its_document_in_its_store():
+    name = "fileSearchStores/s-2/upload/operations/o-9"
+    op = operation({"name": name, "response": {"documentName": "d-9"}},
+                   types.UploadToFileSearchStoreOperation)
+
+    assert (op.done, op.document) == (False, "fileSearchStores/s-2/documents/d-9")
+
+
+def test_a_failed_operation_carries_its_error():
+    op = operation({"name": OP, "done": True, "error": {"code": 13, "message": "internal"}})
+
+    assert op.done is True and op.error == {"code": 13, "message": "internal"}
+    assert op.document is None
 
 
 # --- hooks ------------------------------------------------------------------------------
