@@ -124,31 +124,30 @@ def test_retry_after_is_none_when_the_api_gives_no_hint():
     assert classify(sdk_error(429, "RESOURCE_EXHAUSTED"), call="get_file").retry_after_s is None
 
 
-def test_a_refused_connection_is_transient_with_no_status():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(httpx2.ConnectError) as caught:
-        httpx2.get(f"http://127.0.0.1:{port}/v1beta/files/x", timeout=2)
-
-    err = classify(caught.value, call="get_file")
-
-    assert isinstance(err, Transient) and err.code is None
-    assert str(err).startswith("connection failed on get_file: ConnectError")
-
-
-def test_a_read_timeout_is_transient():
-    with socket.socket() as server:  # accepts, never answers
+def transport_error(listen: bool) -> httpx2.HTTPError:
+    """What httpx2 raises for a port nobody listens on, or one that accepts and never answers."""
+    with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        with pytest.raises(httpx2.ReadTimeout) as caught:
-            httpx2.get(f"http://127.0.0.1:{port}/", timeout=0.2)
+        if listen:
+            server.listen()
+        url = "http://127.0.0.1:%d/v1beta/files/x" % server.getsockname()[1]
+        with pytest.raises(httpx2.HTTPError) as caught:
+            httpx2.get(url, timeout=0.2)
+    return caught.value
 
-    err = classify(caught.value, call="import_file")
 
+@pytest.mark.parametrize("listen, exc_type, prefix", [
+    (False, httpx2.ConnectError, "connection failed on get_file: ConnectError"),
+    (True, httpx2.ReadTimeout, "timed out on get_file: ReadTimeout"),
+])
+def test_refused_and_timed_out_requests_are_transient_with_no_status(listen, exc_type, prefix):
+    exc = transport_error(listen)
+
+    err = classify(exc, call="get_file")
+
+    assert type(exc) is exc_type
     assert isinstance(err, Transient) and err.code is None
-    assert str(err).startswith("timed out on import_file: ReadTimeout")
+    assert str(err).startswith(prefix)
 
 
 @pytest.mark.parametrize("exc", [

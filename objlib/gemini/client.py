@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from google import genai
@@ -43,6 +44,9 @@ _ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 
 OnRequest = Callable[[str, int], None]
 OnResponse = Callable[[str, "int | None"], None]
+
+if TYPE_CHECKING:
+    from objlib.settings import Settings
 
 log = get_logger(__name__)
 
@@ -102,7 +106,7 @@ class GeminiClient:
         self._inherited = None  # a client built before a fork: kept alive, never used or closed
 
     @classmethod
-    def from_env(cls, settings, *, on_request: OnRequest | None = None,
+    def from_env(cls, settings: Settings, *, on_request: OnRequest | None = None,
                  on_response: OnResponse | None = None) -> GeminiClient:
         """Key from ``GEMINI_API_KEY`` (else ``GOOGLE_API_KEY``); base URL from
         ``GOOGLE_GEMINI_BASE_URL`` when set. No key is needed for a loopback base URL (the
