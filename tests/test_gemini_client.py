@@ -63,7 +63,8 @@ def index(client, store, path, file_id, values=None):
 
 
 def count(stats, endpoint):
-    return stats.get(endpoint, 0)
+    """Requests the emulator served for ``endpoint``."""
+    return stats["requests"].get(endpoint, 0)
 
 
 # --- stores ------------------------------------------------------------------------------
