@@ -1,0 +1,680 @@
+"""The in-memory model of the Gemini Files and File Search API: raw files, resumable uploads,
+File Search stores, documents and long-running operations.
+
+Domain rules live here and break with ``ApiError(http_code, status, message)``, which the
+server renders as the real API's error JSON. Nothing here knows about HTTP, latency knobs or
+faults: callers pass the durations (``active_after_s``, ``index_after_s``) and the indexing
+``outcome`` that ``behaviour.py`` chose.
+
+Time is lazy. A raw file is PROCESSING until its ``active_at``; a document is STATE_PENDING and
+its operation not done until ``ready_at``. Every read settles whatever has come due, so there
+are no background threads. ``now()`` is the wall clock plus ``skew_s``; ``advance(seconds)``
+moves it forward so tests can expire a raw file (48 h) without sleeping.
+
+One re-entrant lock guards everything. Public methods return *copies* of the model objects,
+settled at the time of the call, so callers can render them outside the lock.
+
+Choices where the real service is unverified (documented, deliberate):
+
+- a missing store, document or operation answers 404 NOT_FOUND; a missing, deleted or expired
+  raw file answers 403 PERMISSION_DENIED, as the real Files API does;
+- importFile of a raw file that is still PROCESSING answers 400 FAILED_PRECONDITION; of a
+  missing one, 403 PERMISSION_DENIED (the permission check on the file comes first);
+- deleting a document without ``force`` answers 400 FAILED_PRECONDITION unless the document is
+  STATE_FAILED (it holds no chunks); field experience says a delete needs ``force=True``;
+- a document id is ``{raw file id}-{12 random}`` even when that exceeds 40 characters (a long
+  client-chosen raw id): match documents to raw files by ``displayName``, which is exact;
+- lists are ordered by creation (files too), and page tokens stay valid when items are deleted
+  between pages (a token names the first item of the next page, not an offset).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import hashlib
+import random
+import re
+import string
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+FILE_TTL_S = 48 * 3600
+MAX_METADATA = 20
+MAX_DISPLAY_NAME = 512
+DEFAULT_EMBEDDING_MODEL = "models/gemini-embedding-001"
+IMPORT_RESPONSE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
+UPLOAD_RESPONSE_TYPE = (
+    "type.googleapis.com/google.ai.generativelanguage.v1main.UploadToFileSearchStoreResponse"
+)
+INDEX_FAILED_MESSAGE = "Failed to index the document: an internal error occurred."
+
+# page sizes: (default, maximum)
+FILES_PAGE = (10, 100)
+STORES_PAGE = (10, 20)
+DOCUMENTS_PAGE = (10, 20)
+
+PENDING, ACTIVE, FAILED = "STATE_PENDING", "STATE_ACTIVE", "STATE_FAILED"
+DOCUMENT_STATES = (PENDING, ACTIVE, FAILED)
+OUTCOMES = ("active", "failed", "never_done")
+
+_ID_CHARS = string.ascii_lowercase + string.digits
+_CLIENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class ApiError(Exception):
+    """A domain error carrying the real API's HTTP code, canonical status and message."""
+
+    def __init__(self, http_code: int, status: str, message: str, *,
+                 details: list | None = None, headers: dict | None = None):
+        super().__init__(f"{http_code} {status}: {message}")
+        self.http_code = http_code
+        self.status = status
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+    def to_api(self) -> dict:
+        error = {"code": self.http_code, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "INVALID_ARGUMENT", message)
+
+
+def not_found(what: str, name: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"{what} {name} not found.")
+
+
+def file_denied(file_id: str) -> ApiError:
+    return ApiError(403, "PERMISSION_DENIED",
+                    f"You do not have permission to access the File {file_id} or it may not exist.")
+
+
+def timestamp(epoch_s: float) -> str:
+    """RFC 3339 with microseconds and a Z, as the API renders times."""
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def file_id_of(name: str) -> str:
+    """``files/abc`` or ``abc`` -> ``abc``."""
+    return name.removeprefix("files/")
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+@dataclass
+class RawFile:
+    id: str
+    display_name: str | None
+    mime_type: str
+    size_bytes: int
+    sha256_hex: str
+    create_time: float
+    active_at: float
+    state: str = "PROCESSING"
+    source: str = "UPLOADED"
+    seq: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"files/{self.id}"
+
+    @property
+    def expire_time(self) -> float:
+        return self.create_time + FILE_TTL_S
+
+    def to_api(self, base_url: str = "", version: str = "v1beta") -> dict:
+        out = {"name": self.name, "mimeType": self.mime_type, "sizeBytes": str(self.size_bytes),
+               "createTime": timestamp(self.create_time),
+               "updateTime": timestamp(self.active_at if self.state == "ACTIVE"
+                                       else self.create_time),
+               "expirationTime": timestamp(self.expire_time),
+               # the real service: base64 of the hex digest *text*
+               "sha256Hash": base64.b64encode(self.sha256_hex.encode()).decode(),
+               "uri": f"{base_url}/{version}/{self.name}", "state": self.state,
+               "source": self.source}
+        if self.display_name:
+            out["displayName"] = self.display_name
+        return out
+
+
+@dataclass
+class Store:
+    id: str
+    display_name: str | None
+    embedding_model: str
+    create_time: float
+    seq: int
+    counts: dict = field(default_factory=dict)   # filled in by the state when read
+    size_bytes: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"fileSearchStores/{self.id}"
+
+    def to_api(self) -> dict:
+        out = {"name": self.name, "createTime": timestamp(self.create_time),
+               "updateTime": timestamp(self.create_time),
+               "activeDocumentsCount": str(self.counts.get(ACTIVE, 0)),
+               "pendingDocumentsCount": str(self.counts.get(PENDING, 0)),
+               "failedDocumentsCount": str(self.counts.get(FAILED, 0)),
+               "sizeBytes": str(self.size_bytes), "embeddingModel": self.embedding_model}
+        if self.display_name:
+            out["displayName"] = self.display_name
+        return out
+
+
+@dataclass
+class Document:
+    store: str                 # the store's name, fileSearchStores/...
+    id: str
+    display_name: str
+    raw_file: str              # the raw file id the document came from
+    custom_metadata: list[dict]
+    mime_type: str
+    size_bytes: int
+    create_time: float
+    seq: int
+    state: str = PENDING
+    update_time: float = 0.0
+    ready_at: float | None = None   # when a PENDING document turns into `final_state`
+    final_state: str = ACTIVE
+
+    @property
+    def name(self) -> str:
+        return f"{self.store}/documents/{self.id}"
+
+    def metadata_dict(self) -> dict:
+        """``{key: value}`` for reports (the API shape is a list of typed entries)."""
+        out = {}
+        for entry in self.custom_metadata:
+            value = next(v for k, v in entry.items() if k != "key")
+            out[entry["key"]] = value["values"] if isinstance(value, dict) else value
+        return out
+
+    def to_api(self) -> dict:
+        out = {"name": self.name, "displayName": self.display_name,
+               "createTime": timestamp(self.create_time),
+               "updateTime": timestamp(self.update_time or self.create_time),
+               "state": self.state, "sizeBytes": str(self.size_bytes), "mimeType": self.mime_type}
+        if self.custom_metadata:
+            out["customMetadata"] = copy.deepcopy(self.custom_metadata)
+        return out
+
+
+@dataclass
+class Operation:
+    name: str
+    kind: str                  # "import" or "upload"
+    store: str
+    document: str
+    raw_file: str
+    create_time: float
+    done_at: float | None      # None: it never reports done
+    failed: bool = False
+    done: bool = False
+    mime_type: str = ""
+    size_bytes: int = 0
+
+    def to_api(self, initial: bool = False) -> dict:
+        """The Operation JSON; ``initial``: as importFile / the upload finalize answer it,
+        never ``done`` yet (the real service's first answer carries no ``done``)."""
+        out: dict = {"name": self.name}
+        if self.done and not initial:
+            out["done"] = True
+        if self.done and self.failed and not initial:
+            out["error"] = {"code": 13, "message": INDEX_FAILED_MESSAGE, "details": []}
+        elif self.kind == "upload":
+            # the real upload finalize already names the document, before it is done
+            out["response"] = {"@type": UPLOAD_RESPONSE_TYPE, "parent": self.store,
+                               "documentName": self.document, "mimeType": self.mime_type,
+                               "sizeBytes": str(self.size_bytes)}
+        elif self.done and not initial:
+            out["response"] = {"@type": IMPORT_RESPONSE_TYPE, "parent": self.store,
+                               "documentName": self.document}
+        return out
+
+    def report(self) -> dict:
+        """For /_emulator/operations: when it was created and when it became done."""
+        return {"name": self.name, "kind": self.kind, "store": self.store,
+                "document": self.document, "file": self.raw_file, "created": self.create_time,
+                "done_at": self.done_at if self.done else None,
+                "error": INDEX_FAILED_MESSAGE if self.done and self.failed else None}
+
+
+@dataclass
+class Upload:
+    """A resumable upload session, between its start and its finalize chunk."""
+
+    id: str
+    kind: str                  # "file" (files.upload) or "store" (uploadToFileSearchStore)
+    mime_type: str
+    size_bytes: int | None     # as announced at start, if it was
+    display_name: str | None = None
+    file_id: str | None = None           # client-chosen id (files.upload)
+    store: str | None = None              # target store (uploadToFileSearchStore)
+    custom_metadata: list[dict] = field(default_factory=list)
+    received: int = 0
+    sha256: object = field(default_factory=hashlib.sha256)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def parse_custom_metadata(entries) -> list[dict]:
+    """Validate request metadata (camelCase or snake_case) into the API's camelCase form."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise invalid("customMetadata must be a list.")
+    if len(entries) > MAX_METADATA:
+        raise invalid(f"A Document may have at most {MAX_METADATA} CustomMetadata entries; "
+                      f"got {len(entries)}.")
+    return [_metadata_entry(entry) for entry in entries]
+
+
+def _metadata_entry(entry) -> dict:
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or not entry["key"]:
+        raise invalid(f"CustomMetadata entry {entry!r} needs a non-empty key.")
+    values = {camel: entry[spelling] for camel, snake in (
+        ("stringValue", "string_value"), ("numericValue", "numeric_value"),
+        ("stringListValue", "string_list_value")) for spelling in (camel, snake)
+        if spelling in entry}
+    if len(values) != 1:
+        raise invalid(f"CustomMetadata {entry['key']!r} needs exactly one of stringValue, "
+                      "numericValue, stringListValue.")
+    (kind, value), = values.items()
+    if kind == "stringValue" and isinstance(value, str):
+        return {"key": entry["key"], kind: value}
+    if kind == "numericValue" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # proto renders a float without a fraction as an integer (2024, not 2024.0)
+        return {"key": entry["key"], kind: int(value) if float(value).is_integer() else value}
+    if kind == "stringListValue" and isinstance(value, dict) and all(
+            isinstance(v, str) for v in value.get("values", [])):
+        return {"key": entry["key"], kind: {"values": list(value.get("values", []))}}
+    raise invalid(f"CustomMetadata {entry['key']!r}: bad {kind} {value!r}.")
+
+
+def slug(text: str | None, max_len: int = 27) -> str:
+    """Lowercase ``[a-z0-9-]`` from a display name, short enough for a 40-character id."""
+    out = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")
+    return out[:max_len].rstrip("-")
+
+
+def _page(items: list, page_size, page_token, limits: tuple[int, int]) -> tuple[list, str | None]:
+    """One page of ``items`` (sorted by ``seq``); a token is the ``seq`` of the page's first item."""
+    default, maximum = limits
+    try:
+        size = int(page_size) if page_size not in (None, "") else 0
+        start = int(page_token) if page_token not in (None, "") else 0
+    except ValueError:
+        raise invalid("Invalid pageSize or pageToken.") from None
+    if size < 0:
+        raise invalid("pageSize must not be negative.")
+    size = min(size or default, maximum)
+    rest = [item for item in items if item.seq >= start]
+    page = rest[:size]
+    return page, (str(rest[size].seq) if len(rest) > size else None)
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------- the state
+
+
+class State:
+    """Everything the emulated service holds, behind one lock."""
+
+    def __init__(self, seed: int | None = None, clock=time.time):
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._rng = random.Random(None if seed is None else f"{seed}:ids")
+        self.skew_s = 0.0
+        self.reset()
+
+    @_locked
+    def reset(self) -> None:
+        self.files: dict[str, RawFile] = {}
+        self.stores: dict[str, Store] = {}          # by name
+        self.documents: dict[str, Document] = {}    # by name
+        self.operations: dict[str, Operation] = {}  # by name
+        self.uploads: dict[str, Upload] = {}
+        self._seq = 0
+
+    # -- time and ids
+
+    def now(self) -> float:
+        return self._clock() + self.skew_s
+
+    @_locked
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward (tests: expire files, finish indexing)."""
+        self.skew_s += seconds
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _random_id(self, length: int = 12) -> str:
+        return "".join(self._rng.choice(_ID_CHARS) for _ in range(length))
+
+    # -- settling lazy state
+
+    def _settle(self, obj):
+        now = self.now()
+        if isinstance(obj, RawFile) and obj.state == "PROCESSING" and now >= obj.active_at:
+            obj.state = "ACTIVE"
+        elif isinstance(obj, Document) and obj.ready_at is not None and now >= obj.ready_at:
+            obj.state, obj.update_time, obj.ready_at = obj.final_state, obj.ready_at, None
+        elif isinstance(obj, Operation) and not obj.done and obj.done_at is not None:
+            obj.done = now >= obj.done_at
+        return obj
+
+    # -- raw files
+
+    def _live_file(self, file_id: str) -> RawFile:
+        file = self.files.get(file_id)
+        if file is None or self.now() >= file.expire_time:
+            self.files.pop(file_id, None)
+            raise file_denied(file_id)
+        return self._settle(file)
+
+    @_locked
+    def get_file(self, name: str) -> RawFile:
+        return copy.copy(self._live_file(file_id_of(name)))
+
+    @_locked
+    def list_files(self, page_size=None, page_token=None) -> tuple[list[RawFile], str | None]:
+        now = self.now()
+        live = [self._settle(f) for f in self.files.values() if now < f.expire_time]
+        page, token = _page(sorted(live, key=lambda f: f.seq), page_size, page_token, FILES_PAGE)
+        return [copy.copy(f) for f in page], token
+
+    @_locked
+    def delete_file(self, name: str) -> None:
+        file_id = file_id_of(name)
+        self._live_file(file_id)
+        del self.files[file_id]
+
+    @_locked
+    def expire_file(self, name: str) -> None:
+        """Drift: make a raw file look 48 hours old (it is gone from then on)."""
+        self.files[file_id_of(name)].create_time = self.now() - FILE_TTL_S
+
+    @_locked
+    def add_file(self, file_id: str | None = None, *, data: bytes = b"", mime_type="text/plain",
+                 display_name: str | None = None, active_after_s: float = 0.0) -> RawFile:
+        """A finished raw file, as if uploaded (tests and drift; the upload path ends here too)."""
+        file_id = self._check_new_file_id(file_id)
+        now = self.now()
+        file = RawFile(file_id, display_name, mime_type, len(data),
+                       hashlib.sha256(data).hexdigest(), now, now + active_after_s,
+                       seq=self._next_seq())
+        self.files[file_id] = file
+        return copy.copy(self._settle(file))
+
+    def _check_new_file_id(self, file_id: str | None) -> str:
+        if file_id is None:
+            while (file_id := self._random_id()) in self.files:
+                pass
+            return file_id
+        file_id = file_id_of(file_id)
+        if not _CLIENT_ID.match(file_id):
+            raise invalid(f"Invalid file name 'files/{file_id}': the id may have up to 40 "
+                          "lowercase letters, digits and dashes, and cannot start or end "
+                          "with a dash.")
+        if file_id in self.files and self.now() < self.files[file_id].expire_time:
+            raise ApiError(409, "ALREADY_EXISTS", f"File files/{file_id} already exists.")
+        return file_id
+
+    # -- resumable uploads
+
+    @_locked
+    def start_upload(self, kind: str, *, mime_type: str, size_bytes: int | None,
+                     display_name: str | None = None, file_name: str | None = None,
+                     store: str | None = None, custom_metadata=None) -> Upload:
+        """Open an upload session (``kind`` "file" or "store"); validates what it can up front."""
+        file_id = self._check_new_file_id(file_name) if file_name else None
+        if store is not None:
+            self._store(store)
+        if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
+            raise invalid(f"displayName is longer than {MAX_DISPLAY_NAME} characters.")
+        upload = Upload("UP" + self._random_id(20), kind, mime_type, size_bytes, display_name,
+                        file_id, store, parse_custom_metadata(custom_metadata))
+        self.uploads[upload.id] = upload
+        return copy.copy(upload)
+
+    @_locked
+    def upload_kind(self, upload_id: str) -> str:
+        return self._upload(upload_id).kind
+
+    def _upload(self, upload_id: str) -> Upload:
+        if upload_id not in self.uploads:
+            raise not_found("Upload session", upload_id)
+        return self.uploads[upload_id]
+
+    @_locked
+    def append_chunk(self, upload_id: str, offset: int | None, data: bytes) -> int:
+        """Take one chunk at ``offset``; returns the bytes received so far."""
+        upload = self._upload(upload_id)
+        if offset is not None and offset != upload.received:
+            raise invalid(f"Upload offset {offset} does not match the {upload.received} "
+                          "bytes received so far.")
+        if upload.size_bytes is not None and upload.received + len(data) > upload.size_bytes:
+            raise invalid(f"The upload is larger than the announced {upload.size_bytes} bytes.")
+        upload.sha256.update(data)
+        upload.received += len(data)
+        return upload.received
+
+    @_locked
+    def finish_file_upload(self, upload_id: str, *, active_after_s: float) -> RawFile:
+        """Finalize a files.upload session: the raw file exists from now, PROCESSING for a while."""
+        upload = self._finish(upload_id)
+        file_id = self._check_new_file_id(upload.file_id)
+        now = self.now()
+        file = RawFile(file_id, upload.display_name, upload.mime_type, upload.received,
+                       upload.sha256.hexdigest(), now, now + active_after_s,
+                       seq=self._next_seq())
+        self.files[file_id] = file
+        return copy.copy(self._settle(file))
+
+    @_locked
+    def finish_store_upload(self, upload_id: str, *, index_after_s: float,
+                            outcome: str = "active") -> Operation:
+        """Finalize an uploadToFileSearchStore session: a document and its upload operation."""
+        upload = self._finish(upload_id)
+        raw_id = self._random_id()
+        return self._add_indexing(upload.store, raw_id, "upload", upload.custom_metadata,
+                                  upload.mime_type, upload.received, index_after_s, outcome,
+                                  display_name=upload.display_name)
+
+    def _finish(self, upload_id: str) -> Upload:
+        upload = self._upload(upload_id)
+        if upload.size_bytes is not None and upload.received != upload.size_bytes:
+            raise invalid(f"The upload ended after {upload.received} of the announced "
+                          f"{upload.size_bytes} bytes.")
+        del self.uploads[upload_id]
+        return upload
+
+    # -- stores
+
+    def _store(self, name: str) -> Store:
+        if name not in self.stores:
+            raise not_found("FileSearchStore", name)
+        store = self.stores[name]
+        docs = [self._settle(d) for d in self.documents.values() if d.store == name]
+        store.counts = {state: sum(d.state == state for d in docs) for state in DOCUMENT_STATES}
+        store.size_bytes = sum(d.size_bytes for d in docs if d.state == ACTIVE)
+        return store
+
+    @_locked
+    def create_store(self, display_name: str | None = None,
+                     embedding_model: str | None = None) -> Store:
+        if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
+            raise invalid(f"displayName is longer than {MAX_DISPLAY_NAME} characters.")
+        prefix = slug(display_name)
+        while (store_id := f"{prefix}-{self._random_id()}" if prefix else self._random_id()) \
+                in (s.id for s in self.stores.values()):
+            pass
+        store = Store(store_id, display_name, embedding_model or DEFAULT_EMBEDDING_MODEL,
+                      self.now(), self._next_seq())
+        self.stores[store.name] = store
+        return copy.copy(self._store(store.name))
+
+    @_locked
+    def get_store(self, name: str) -> Store:
+        return copy.copy(self._store(name))
+
+    @_locked
+    def list_stores(self, page_size=None, page_token=None) -> tuple[list[Store], str | None]:
+        page, token = _page(list(self.stores.values()), page_size, page_token, STORES_PAGE)
+        return [copy.copy(self._store(s.name)) for s in page], token
+
+    @_locked
+    def delete_store(self, name: str, force: bool = False) -> None:
+        store = self._store(name)
+        docs = [d for d in self.documents.values() if d.store == name]
+        if docs and not force:
+            raise ApiError(400, "FAILED_PRECONDITION",
+                           f"Cannot delete {name}: it holds {len(docs)} document(s); "
+                           "set force=true to delete them with it.")
+        for doc in docs:
+            del self.documents[doc.name]
+        del self.stores[store.name]
+
+    # -- documents and operations
+
+    @_locked
+    def import_file(self, store: str, file_name: str | None, custom_metadata=None, *,
+                    index_after_s: float = 0.0, outcome: str = "active") -> Operation:
+        """importFile: a NEW pending document every call (no idempotency, like the real API)."""
+        self._store(store)
+        if not file_name:
+            raise invalid("fileName is required.")
+        metadata = parse_custom_metadata(custom_metadata)
+        file = self._live_file(file_id_of(file_name))
+        if file.state != "ACTIVE":
+            raise ApiError(400, "FAILED_PRECONDITION",
+                           f"File {file.name} is not ACTIVE yet (it is {file.state}).")
+        return self._add_indexing(store, file.id, "import", metadata, file.mime_type,
+                                  file.size_bytes, index_after_s, outcome)
+
+    def _add_indexing(self, store, raw_id, kind, metadata, mime_type, size_bytes,
+                      index_after_s, outcome, display_name=None) -> Operation:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+        doc = self._new_document(store, raw_id, metadata, mime_type, size_bytes, PENDING,
+                                 display_name=display_name)
+        now = doc.create_time
+        doc.ready_at = now + index_after_s
+        doc.final_state = FAILED if outcome == "failed" else ACTIVE
+        prefix = f"{store}/upload/operations" if kind == "upload" else f"{store}/operations"
+        op = Operation(f"{prefix}/{self._random_id()}", kind, store, doc.name, raw_id, now,
+                       None if outcome == "never_done" else doc.ready_at,
+                       failed=outcome == "failed", mime_type=mime_type, size_bytes=size_bytes)
+        self.operations[op.name] = op
+        self._settle(doc)
+        return copy.copy(self._settle(op))
+
+    def _new_document(self, store, raw_id, metadata, mime_type, size_bytes, state,
+                      display_name=None) -> Document:
+        while (doc_id := f"{raw_id}-{self._random_id()}") in (
+                d.id for d in self.documents.values() if d.store == store):
+            pass
+        now = self.now()
+        doc = Document(store, doc_id, display_name or raw_id, raw_id, metadata, mime_type,
+                       size_bytes, now, self._next_seq(), state, now)
+        self.documents[doc.name] = doc
+        return doc
+
+    @_locked
+    def add_document(self, store: str, raw_file: str, *, custom_metadata=None,
+                     state: str = ACTIVE, mime_type: str = "text/plain",
+                     size_bytes: int = 0) -> Document:
+        """Drift: a document for a raw file id without going through importFile."""
+        self._store(store)
+        doc = self._new_document(store, file_id_of(raw_file),
+                                 parse_custom_metadata(custom_metadata), mime_type, size_bytes,
+                                 self._check_state(state))
+        return copy.copy(doc)
+
+    @_locked
+    def set_document_state(self, name: str, state: str) -> Document:
+        """Drift: force a document's state now (cancels any pending transition)."""
+        doc = self._document(name)
+        doc.state, doc.ready_at, doc.update_time = self._check_state(state), None, self.now()
+        return copy.copy(doc)
+
+    @staticmethod
+    def _check_state(state: str) -> str:
+        if state not in DOCUMENT_STATES:
+            raise ValueError(f"document state must be one of {DOCUMENT_STATES}, not {state!r}")
+        return state
+
+    def _document(self, name: str) -> Document:
+        if name not in self.documents:
+            raise not_found("Document", name)
+        return self._settle(self.documents[name])
+
+    @_locked
+    def get_document(self, name: str) -> Document:
+        return copy.copy(self._document(name))
+
+    @_locked
+    def list_documents(self, store: str, page_size=None,
+                       page_token=None) -> tuple[list[Document], str | None]:
+        self._store(store)
+        docs = [d for d in self.documents.values() if d.store == store]
+        page, token = _page(docs, page_size, page_token, DOCUMENTS_PAGE)
+        return [copy.copy(d) for d in page], token
+
+    @_locked
+    def delete_document(self, name: str, force: bool = False) -> None:
+        doc = self._document(name)
+        if not force and doc.state != FAILED:
+            raise ApiError(400, "FAILED_PRECONDITION",
+                           f"Document {name} has chunks; set force=true to delete it.")
+        del self.documents[name]
+
+    @_locked
+    def get_operation(self, name: str) -> Operation:
+        if name not in self.operations:
+            raise not_found("Operation", name)
+        return copy.copy(self._settle(self.operations[name]))
+
+    # -- reports for /_emulator/*
+
+    @_locked
+    def operations_report(self) -> list[dict]:
+        return [self._settle(op).report() for op in self.operations.values()]
+
+    @_locked
+    def stores_report(self) -> dict:
+        """Per store: counts, and documents grouped by the raw file they came from."""
+        out = {}
+        for name in self.stores:
+            store = self._store(name)
+            by_file: dict[str, list] = {}
+            for doc in self.documents.values():
+                if doc.store == name:
+                    by_file.setdefault(doc.raw_file, []).append(
+                        {"name": doc.name, "state": doc.state,
+                         "customMetadata": doc.metadata_dict()})
+            out[name] = {"displayName": store.display_name, "documents": sum(map(len, by_file.values())),
+                         "byState": dict(store.counts), "files": by_file,
+                         "duplicates": sorted(f for f, docs in by_file.items() if len(docs) > 1)}
+        return out
