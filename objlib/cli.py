@@ -51,3 +51,38 @@ def cli(ctx: click.Context, home: str | None, log_json: bool | None) -> None:
     os.environ["OBJLIB_HOME"] = str(settings.home)
     log.configure(json=settings.log_json)
     ctx.obj = settings
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--profile", default="instant", show_default=True,
+              type=click.Choice(["instant", "realistic"]), help="Latency profile.")
+@click.option("--latency", multiple=True, metavar="STEP=SECONDS",
+              help="Override a step: upload, activate, import, index, call (repeatable).")
+@click.option("--fault", multiple=True, metavar="KIND=RATE", help="Inject a fault with "
+              "probability RATE: rate_limit, unavailable, create_failed, never_done, index_failed.")
+@click.option("--rpm", type=click.IntRange(min=0), help="Calls allowed per sliding minute.")
+@click.option("--seed", type=int, help="Seed for ids, jitter and faults (reproducible runs).")
+@_fail_cleanly
+def emulator(host, port, profile, latency, fault, rpm, seed):
+    """Serve a local Gemini File Search emulator until Ctrl+C.
+
+    \b
+    Example:
+        objlib emulator --profile realistic --fault rate_limit=0.05 --rpm 600 --seed 7
+    """
+    from objlib.emulator import FAULT_KINDS, LATENCY_STEPS, Emulator, parse_knobs
+
+    try:
+        emu = Emulator(host=host, port=port, profile=profile, rpm=rpm, seed=seed,
+                       latency=parse_knobs(latency, LATENCY_STEPS, "--latency"),
+                       faults=parse_knobs(fault, FAULT_KINDS, "--fault"))
+        emu.start()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+    click.echo(f"Gemini emulator ({profile}) on {emu.base_url}; Ctrl+C to stop. Point objlib at it:")
+    click.echo(f"export GOOGLE_GEMINI_BASE_URL={emu.base_url}")
+    emu.serve_forever()
