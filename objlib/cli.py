@@ -86,3 +86,27 @@ def emulator(host, port, profile, latency, fault, rpm, seed):
     click.echo(f"Gemini emulator ({profile}) on {emu.base_url}; Ctrl+C to stop. Point objlib at it:")
     click.echo(f"export GOOGLE_GEMINI_BASE_URL={emu.base_url}")
     emu.serve_forever()
+
+
+@cli.command()
+@click.argument("library_dir", type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.pass_context
+@_fail_cleanly
+def scan(ctx, library_dir, dry_run):
+    """Walk LIBRARY_DIR and bring the catalogue up to date: new, changed, deleted files.
+
+    Unchanged files (same size and mtime) are not read again; files that cannot be uploaded
+    are recorded as skipped, with the reason.
+
+    \b
+    Example:
+        objlib scan ~/library --dry-run && objlib scan ~/library
+    """
+    from rich.console import Console
+
+    from objlib.scan import hashing_progress, scan_library, summary_table
+
+    with hashing_progress() as progress:
+        summary = scan_library(settings_of(ctx), library_dir, dry_run=dry_run, progress=progress)
+    Console().print(summary_table(summary))

@@ -413,3 +413,43 @@ def record_removal_error(catalog: Catalog, removal_id: int, message: str) -> int
                      (message, removal_id))
         row = conn.execute("SELECT attempts FROM removals WHERE id=?", (removal_id,)).fetchone()
     return row[0] if row else 0
+
+
+# ---------------------------------------------------------------------------- scan, batched
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A path seen for the first time: eligible (``content_hash``) or not (``skip_reason``)."""
+
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None = None
+    metadata: dict | None = None
+    quality: str | None = None
+    skip_reason: str | None = None
+
+
+def record_new_many(catalog: Catalog, files: list[NewFile], now: float) -> int:
+    """``record_new`` (or ``record_skipped`` of a new path) for many files in one transaction:
+    a cold scan inserts thousands of rows. A path that has a row already is left alone (a
+    concurrent scan won). Returns how many rows were inserted."""
+    inserted = 0
+    with catalog.write() as conn:
+        for f in files:
+            state = SKIPPED if f.skip_reason else PENDING
+            cur = conn.execute(
+                "INSERT INTO files(path, size, mtime_ns, content_hash, state, metadata_json, "
+                "metadata_quality, skip_reason, created_at, state_changed_at, scanned_at) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",
+                (f.path, f.size, f.mtime_ns, None if f.skip_reason else f.content_hash, state,
+                 None if f.skip_reason else json.dumps(f.metadata or {}),
+                 None if f.skip_reason else f.quality, f.skip_reason, now, now, now))
+            if cur.rowcount != 1:
+                continue
+            conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
+                         "VALUES(?, 1, NULL, ?, ?, ?)",
+                         (cur.lastrowid, state, now, f.skip_reason or "new file"))
+            inserted += 1
+    return inserted

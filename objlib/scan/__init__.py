@@ -1,0 +1,19 @@
+"""Scanning the library: walking it, reading and hashing files, path -> metadata, and the
+incremental update of the catalogue.
+
+    from objlib.scan import scan_library
+    summary = scan_library(settings, "~/library")          # -> ScanSummary
+
+``walk`` knows the file system, ``metadata`` the path conventions, ``scanner`` the catalogue.
+"""
+
+from objlib.scan.metadata import KEYS, QUALITIES, PathMetadata, compile_patterns, parse_path
+from objlib.scan.scanner import (ProgressFn, ScanSummary, hashing_progress, scan_library,
+                                 summary_table)
+from objlib.scan.walk import check_root, is_ignored, list_library, read_content
+
+__all__ = [
+    "KEYS", "QUALITIES", "PathMetadata", "ProgressFn", "ScanSummary", "check_root",
+    "compile_patterns", "hashing_progress", "is_ignored", "list_library", "parse_path",
+    "read_content", "scan_library", "summary_table",
+]

@@ -1,0 +1,392 @@
+"""The incremental scan: the library on disk against the catalogue.
+
+All catalogue rows are loaded in one query; then each file found on disk is decided:
+
+    on disk                              catalogue row                   action
+    eligible by name and stat            none                            read -> new (pending)
+    same size and mtime                  eligible (pending ... failed)   unchanged: not read
+    same size and mtime                  skipped, binary / not UTF-8     still skipped: not read
+    other stat, or a row to revisit      eligible                        read: same hash ->
+                                                                         touched, else changed
+    read: same hash                      deleted                         restored (not uploaded)
+    read: other hash                     deleted or skipped              changed (version + 1)
+    not eligible (reason R)              eligible / deleted              skipped (document removed)
+    not eligible (reason R)              none / skipped                  skipped with reason R
+    gone                                 any but deleted                 deleted (document removed)
+
+A file whose path and stat say nothing new is never read, so a re-scan costs one ``stat``
+per file. Files to read are read by a few threads (SHA-256 releases the GIL), and new rows
+are inserted in batches, a few hundred per transaction, so a cold scan is about as fast as
+``sha256sum`` and workers writing the catalogue meanwhile never wait long. A rename is a
+deletion and a new file (the upload is de-duplicated by content later); the summary pairs
+them up by content hash.
+
+The catalogue belongs to one library root (``meta.library_root``, stored by the first real
+scan): tasks read files at root/path, so another root needs another ``--home``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+from objlib.catalog import Catalog, lifecycle, open_catalog
+from objlib.catalog.lifecycle import DELETED, SKIPPED, NewFile
+from objlib.errors import LibraryError
+from objlib.log import get_logger
+from objlib.scan.metadata import PathMetadata, compile_patterns, parse_path
+from objlib.scan.walk import CONTENT_REASONS, Content, Entry, check_root, list_library, read_content
+from objlib.settings import Settings
+
+ROOT_KEY = "library_root"
+INSERT_BATCH = 500
+SEEN_BATCH = 5000
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(bytes_read, bytes_to_read)`` while files are read."""
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ScanSummary:
+    """What a scan found (and, unless ``dry_run``, recorded)."""
+
+    root: str
+    dry_run: bool = False
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    touched: int = 0  # same content; size, mtime or metadata refreshed
+    restored: int = 0
+    deleted: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> files
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new), by content
+    warnings: list[str] = field(default_factory=list)
+    files: int = 0  # entries found on disk (ignored names not counted)
+    read_files: int = 0
+    read_bytes: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def changes(self) -> int:
+        """Rows that were (or would be) written beyond a scanned_at stamp."""
+        return self.new + self.changed + self.touched + self.restored + self.deleted
+
+    def rows(self) -> list[tuple[str, int]]:
+        out = [("new", self.new), ("changed", self.changed), ("unchanged", self.unchanged),
+               ("touched (same content, new stat or metadata)", self.touched),
+               ("restored", self.restored), ("deleted", self.deleted)]
+        if self.renamed:
+            out.append(("  of which renamed (same content)", len(self.renamed)))
+        out.append(("skipped", self.skipped_total))
+        out += [(f"  {reason}", n) for reason, n in sorted(self.skipped.items())]
+        return out
+
+
+def scan_library(settings: Settings, root: str | os.PathLike, *, dry_run: bool = False,
+                 progress: ProgressFn | None = None, hash_workers: int | None = None,
+                 now: float | None = None) -> ScanSummary:
+    """Bring the catalogue up to date with the library at ``root``.
+
+    ``dry_run`` computes the same summary and writes nothing (no catalogue is created).
+    Raises LibraryError when the root cannot be scanned or belongs to another catalogue.
+    """
+    started = time.perf_counter()
+    root_path = check_root(root)
+    patterns = compile_patterns(tuple(settings.metadata_patterns))
+    summary = ScanSummary(root=str(root_path), dry_run=dry_run)
+    catalog = _open_for(settings, root_path, dry_run)
+    try:
+        known = _known_rows(catalog)
+        listing = list_library(root_path, settings.extensions, settings.max_file_bytes)
+        summary.files = len(listing.entries)
+        summary.warnings += listing.warnings
+        scan = _Scan(catalog, patterns, time.time() if now is None else now, dry_run, summary)
+        to_read = [(e, known.get(e.path)) for e in listing.entries
+                   if not scan.decide_by_stat(e, known.get(e.path))]
+        for (entry, row), content in _read_all(to_read, settings.max_file_bytes, progress,
+                                               hash_workers):
+            scan.decide_by_content(entry, row, content)
+        scan.flush()
+        present = {e.path for e in listing.entries} - scan.vanished
+        scan.remove_gone(known, present, listing.unlisted_dirs)
+    finally:
+        if catalog is not None:
+            catalog.close()
+    summary.elapsed_s = time.perf_counter() - started
+    for warning in summary.warnings:
+        log.warning("scan.warning", message=warning)
+    log.debug("scan.finished", root=summary.root, dry_run=dry_run, new=summary.new,
+              changed=summary.changed, unchanged=summary.unchanged, deleted=summary.deleted,
+              skipped=summary.skipped_total, elapsed_s=round(summary.elapsed_s, 3))
+    return summary
+
+
+# ---------------------------------------------------------------------------- the catalogue
+
+
+class _Known(NamedTuple):
+    id: int
+    path: str
+    state: str
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None
+    metadata_json: str | None
+    metadata_quality: str | None
+    skip_reason: str | None
+
+
+def _open_for(settings: Settings, root: Path, dry_run: bool) -> Catalog | None:
+    """The catalogue, checked to belong to ``root`` (claimed for it by the first real scan)."""
+    if dry_run and not settings.library_db.exists():
+        return None
+    catalog = open_catalog(settings)
+    try:
+        if dry_run:
+            stored = catalog.get_meta(ROOT_KEY)
+        else:
+            with catalog.write() as conn:
+                conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                             "ON CONFLICT(key) DO NOTHING", (ROOT_KEY, str(root)))
+                stored = conn.execute("SELECT value FROM meta WHERE key=?",
+                                      (ROOT_KEY,)).fetchone()[0]
+        if stored is not None and stored != str(root):
+            raise LibraryError(
+                f"the catalogue {settings.library_db} belongs to the library {stored}, not "
+                f"{root}; use another home for this library, e.g. "
+                f"objlib --home {settings.home}-{root.name or 'library'} scan {root}")
+    except BaseException:
+        catalog.close()
+        raise
+    return catalog
+
+
+def _known_rows(catalog: Catalog | None) -> dict[str, _Known]:
+    if catalog is None:
+        return {}
+    rows = catalog.query(f"SELECT {', '.join(_Known._fields)} FROM files")
+    return {row[1]: _Known(*row) for row in rows}
+
+
+# ---------------------------------------------------------------------------- decisions
+
+
+class _Scan:
+    """Decides each file against its row and records the decision (unless dry run)."""
+
+    def __init__(self, catalog: Catalog | None, patterns, now: float, dry_run: bool,
+                 summary: ScanSummary):
+        self.catalog = catalog
+        self.patterns = patterns
+        self.now = now
+        self.dry_run = dry_run or catalog is None
+        self.summary = summary
+        self.vanished: set[str] = set()
+        self._new: list[NewFile] = []
+        self._seen: list[int] = []
+        self._new_by_hash: dict[str, list[str]] = {}
+
+    def decide_by_stat(self, entry: Entry, row: _Known | None) -> bool:
+        """Decide without reading the file if possible; False: the file must be read."""
+        if entry.skip_reason is not None:
+            self._skipped(entry.path, row, entry.size, entry.mtime_ns, entry.skip_reason)
+            return True
+        if row is None or (row.size, row.mtime_ns) != (entry.size, entry.mtime_ns):
+            return False
+        if row.state == SKIPPED and row.skip_reason in CONTENT_REASONS:
+            self.summary.skipped[row.skip_reason] += 1
+            self._seen.append(row.id)
+            return True
+        if row.state in (SKIPPED, DELETED):
+            return False
+        meta = self._metadata(entry.path)
+        if _same_metadata(row, meta):
+            self.summary.unchanged += 1
+            self._seen.append(row.id)
+        else:
+            self.summary.touched += 1
+            self._write(lifecycle.record_touched, row.id, size=entry.size,
+                        mtime_ns=entry.mtime_ns, metadata=meta.values, quality=meta.quality)
+        return True
+
+    def decide_by_content(self, entry: Entry, row: _Known | None, content: Content) -> None:
+        if content.vanished:
+            self.vanished.add(entry.path)
+            return
+        self.summary.read_files += 1
+        self.summary.read_bytes += content.size or 0
+        size = entry.size if content.size is None else content.size
+        mtime_ns = entry.mtime_ns if content.mtime_ns is None else content.mtime_ns
+        if content.skip_reason is not None:
+            self._skipped(entry.path, row, size, mtime_ns, content.skip_reason)
+            return
+        digest = content.content_hash
+        meta = self._metadata(entry.path)
+        stat = dict(size=size, mtime_ns=mtime_ns, metadata=meta.values, quality=meta.quality)
+        if row is None:
+            self.summary.new += 1
+            self._new_by_hash.setdefault(digest, []).append(entry.path)
+            self._insert(NewFile(entry.path, size, mtime_ns, digest, meta.values, meta.quality))
+        elif row.state == DELETED and row.content_hash == digest:
+            self.summary.restored += 1
+            self._write(lifecycle.restore, row.id, self.now)
+            if (row.size, row.mtime_ns) != (size, mtime_ns) or not _same_metadata(row, meta):
+                self._write(lifecycle.record_touched, row.id, **stat)
+        elif row.state not in (DELETED, SKIPPED) and row.content_hash == digest:
+            self.summary.touched += 1
+            self._write(lifecycle.record_touched, row.id, **stat)
+        else:
+            self.summary.changed += 1
+            self._write(lifecycle.record_changed, row.id, content_hash=digest, **stat)
+
+    def remove_gone(self, known: dict[str, _Known], present: set[str],
+                    unlisted_dirs: list[str]) -> None:
+        """Rows whose file is gone become deleted (not below a folder that could not be
+        listed: its files may well be there)."""
+        hidden = tuple(f"{d}/" for d in unlisted_dirs if d)
+        everything_hidden = "" in unlisted_dirs
+        for path, row in known.items():
+            if path in present or row.state == DELETED:
+                continue
+            if everything_hidden or (hidden and path.startswith(hidden)):
+                continue
+            self.summary.deleted += 1
+            self._write(lifecycle.mark_deleted, row.id, self.now)
+            renamed_to = self._new_by_hash.get(row.content_hash or "")
+            if renamed_to:
+                self.summary.renamed.append((path, renamed_to.pop(0)))
+
+    def flush(self) -> None:
+        if self._new and not self.dry_run:
+            lifecycle.record_new_many(self.catalog, self._new, self.now)
+        self._new = []
+        if self._seen and not self.dry_run:
+            for i in range(0, len(self._seen), SEEN_BATCH):
+                lifecycle.seen(self.catalog, self._seen[i:i + SEEN_BATCH], self.now)
+        self._seen = []
+
+    def _skipped(self, path: str, row: _Known | None, size, mtime_ns, reason: str) -> None:
+        self.summary.skipped[reason] += 1
+        if row is None:
+            self._insert(NewFile(path, size, mtime_ns, skip_reason=reason))
+        elif (row.state, row.skip_reason, row.size, row.mtime_ns) == (SKIPPED, reason, size,
+                                                                     mtime_ns):
+            self._seen.append(row.id)
+        else:
+            self._write(lifecycle.record_skipped, path, size=size, mtime_ns=mtime_ns,
+                        reason=reason, now=self.now)
+
+    def _insert(self, new: NewFile) -> None:
+        self._new.append(new)
+        if len(self._new) >= INSERT_BATCH:
+            self.flush()
+
+    def _metadata(self, path: str) -> PathMetadata:
+        return parse_path(path, self.patterns)
+
+    def _write(self, fn, *args, **kwargs) -> None:
+        if not self.dry_run:
+            fn(self.catalog, *args, **kwargs)
+
+
+def _same_metadata(row: _Known, meta: PathMetadata) -> bool:
+    return (row.metadata_quality == meta.quality
+            and row.metadata_json == json.dumps(meta.values))
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def default_hash_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _read_all(items: list[tuple[Entry, _Known | None]], max_file_bytes: int,
+              progress: ProgressFn | None, workers: int | None
+              ) -> Iterator[tuple[tuple[Entry, _Known | None], Content]]:
+    """Read the files in order, a few at a time in threads; report progress in bytes."""
+    total = sum(entry.size or 0 for entry, _ in items)
+    done = 0
+    if progress:
+        progress(0, total)
+    workers = workers or default_hash_workers()
+    if workers == 1 or len(items) < 2:
+        results: Iterable = ((item, read_content(item[0].abs_path, max_file_bytes))
+                             for item in items)
+        for item, content in results:
+            done += item[0].size or 0
+            if progress:
+                progress(done, total)
+            yield item, content
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="objlib-hash") as pool:
+        window: deque = deque()
+        pending = iter(items)
+        for item in pending:
+            window.append((item, pool.submit(read_content, item[0].abs_path, max_file_bytes)))
+            if len(window) >= workers * 4:
+                break
+        while window:
+            item, future = window.popleft()
+            nxt = next(pending, None)
+            if nxt is not None:
+                window.append((nxt, pool.submit(read_content, nxt[0].abs_path, max_file_bytes)))
+            content = future.result()
+            done += item[0].size or 0
+            if progress:
+                progress(done, total)
+            yield item, content
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+@contextmanager
+def hashing_progress(console=None) -> Iterator[ProgressFn | None]:
+    """A transient Rich progress bar on stderr while files are read; None when stderr is
+    not a terminal (logs, CI, tests)."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("hashing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("hashing", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def summary_table(summary: ScanSummary):
+    """The summary as a Rich table (the warnings follow it as its caption)."""
+    from rich.table import Table
+
+    title = f"{'dry run: nothing written — ' if summary.dry_run else ''}scan of {summary.root}"
+    table = Table(title=title, show_header=True, title_justify="left")
+    table.add_column("files")
+    table.add_column("count", justify="right")
+    for label, count in summary.rows():
+        table.add_row(label, str(count))
+    read_mb = summary.read_bytes / 1e6
+    table.caption = "\n".join(
+        [f"{summary.files} found, {summary.read_files} read ({read_mb:.1f} MB) "
+         f"in {summary.elapsed_s:.2f} s"]
+        + [f"warning: {w}" for w in summary.warnings]
+        + [f"renamed: {old} -> {new}" for old, new in summary.renamed[:10]])
+    table.caption_justify = "left"
+    return table

@@ -1,0 +1,275 @@
+"""Walking the library and reading its files: what is looked at, what is eligible.
+
+What the walk does with each name below the library root:
+
+- **ignored** (never recorded): hidden names (a leading ``.``, so ``.DS_Store``, ``.git``,
+  editor swap files), ``JUNK_NAMES`` (``__pycache__``, ``Thumbs.db``, ``desktop.ini``, ...),
+  Office lock files (``~$...``), and names that are not valid UTF-8 (they cannot be stored;
+  each is reported as a warning instead).
+- **followed**: folders, and symlinks whose target is inside the library root. A folder
+  that is its own ancestor (a symlink loop) is not entered again.
+- **skipped, with a reason** (recorded, so a user sees why a file is not in the store): a
+  symlink that escapes the library ("symlink outside library"), a broken symlink, a symlink
+  loop, anything that is not a regular file, an extension not in ``settings.extensions``,
+  an empty file, a file over ``settings.max_file_bytes``; and, found while reading, a file
+  with a NUL byte ("binary file"), one that is not UTF-8 ("not valid UTF-8"), one that
+  cannot be read ("unreadable: permission denied").
+- a folder that cannot be listed is reported as a warning; the scan leaves the catalogue
+  rows below it alone instead of taking its files for deleted.
+
+Reading a file is one pass in 1 MiB chunks that feeds SHA-256 and an incremental UTF-8
+decoder together (a character split across two chunks is fine; so is a BOM).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from objlib.errors import LibraryError
+
+CHUNK_BYTES = 1 << 20
+
+JUNK_NAMES = frozenset({
+    "__pycache__", "__MACOSX", "Thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini",
+    "$RECYCLE.BIN", "System Volume Information", "Icon\r", "node_modules",
+})
+
+# reasons a file is skipped (the size-dependent ones are built by the functions below)
+SYMLINK_OUTSIDE = "symlink outside library"
+SYMLINK_BROKEN = "broken symlink"
+SYMLINK_LOOP = "symlink loop"
+NOT_REGULAR = "not a regular file"
+EMPTY = "empty file"
+BINARY = "binary file"
+NOT_UTF8 = "not valid UTF-8"
+UNREADABLE_PREFIX = "unreadable: "
+# reasons that only reading the content can change: with the same size and mtime, the file
+# is not read again
+CONTENT_REASONS = frozenset({BINARY, NOT_UTF8})
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden and junk names: not even recorded."""
+    return name.startswith(".") or name.startswith("~$") or name in JUNK_NAMES
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file (or file-like name) found by the walk."""
+
+    path: str  # relative to the root, "/"-separated
+    abs_path: str
+    size: int | None
+    mtime_ns: int | None
+    # why it is not eligible, as far as its name and stat tell; None: read it to know
+    skip_reason: str | None = None
+
+
+@dataclass
+class Listing:
+    entries: list[Entry] = field(default_factory=list)
+    unlisted_dirs: list[str] = field(default_factory=list)  # relative paths
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_root(root: str | os.PathLike) -> Path:
+    """The library root, absolute and resolved; LibraryError when it cannot be scanned."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise LibraryError(f"library folder {path} does not exist")
+    if not path.is_dir():
+        raise LibraryError(f"{path} is not a directory; give the library folder")
+    try:
+        with os.scandir(path) as it:
+            next(it, None)
+    except PermissionError as exc:
+        raise LibraryError(f"library folder {path} is not readable (permission denied)") from exc
+    except OSError as exc:
+        raise LibraryError(f"library folder {path} cannot be read: {exc.strerror}") from exc
+    return path.resolve()
+
+
+def too_large_reason(size: int, max_bytes: int) -> str:
+    return f"too large: {size} bytes > {human_bytes(max_bytes)}"
+
+
+def human_bytes(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def stat_reason(name: str, size: int, extensions, max_file_bytes: int) -> str | None:
+    """Why a regular file is not eligible, judging by its name and size only."""
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in extensions:
+        return f"unsupported extension {ext}" if ext else "no file extension"
+    if size == 0:
+        return EMPTY
+    if size > max_file_bytes:
+        return too_large_reason(size, max_file_bytes)
+    return None
+
+
+def list_library(root: Path, extensions, max_file_bytes: int) -> Listing:
+    """Every entry below ``root`` (resolved), in a stable order (sorted by name per folder)."""
+    root_real = str(root)
+    listing = Listing()
+    root_st = os.stat(root_real)
+    # (absolute folder, relative folder, identities of the folder and its ancestors)
+    stack = [(root_real, "", frozenset({(root_st.st_dev, root_st.st_ino)}))]
+    while stack:
+        folder, rel_folder, ancestors = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            listing.unlisted_dirs.append(rel_folder)
+            listing.warnings.append(f"cannot list {rel_folder or '.'}: {exc.strerror}")
+            continue
+        subfolders = []
+        for child in children:
+            name = child.name
+            if is_ignored(name):
+                continue
+            rel = f"{rel_folder}/{name}" if rel_folder else name
+            if not _storable(rel):
+                listing.warnings.append(f"ignored a name that is not valid UTF-8: {rel!r}")
+                continue
+            try:
+                sub = _classify(child, rel, root_real, ancestors, extensions, max_file_bytes,
+                                listing.entries)
+            except FileNotFoundError:
+                continue  # vanished while we looked: as if it had never been listed
+            if sub is not None:
+                subfolders.append(sub)
+        stack.extend(reversed(subfolders))
+    return listing
+
+
+def _classify(child: os.DirEntry, rel: str, root_real: str, ancestors: frozenset,
+              extensions, max_file_bytes: int, entries: list[Entry]):
+    """Append the entry for a file; return a (folder, rel, ancestors) to descend into."""
+    if child.is_symlink():
+        lst = child.stat(follow_symlinks=False)
+        try:
+            st = os.stat(child.path)
+        except OSError:
+            entries.append(Entry(rel, child.path, None, lst.st_mtime_ns, SYMLINK_BROKEN))
+            return None
+        target = os.path.realpath(child.path)
+        if not (target == root_real or target.startswith(root_real + os.sep)):
+            entries.append(Entry(rel, child.path, None, lst.st_mtime_ns, SYMLINK_OUTSIDE))
+            return None
+    else:
+        st = child.stat(follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        identity = (st.st_dev, st.st_ino)
+        if identity in ancestors:
+            entries.append(Entry(rel, child.path, None, st.st_mtime_ns, SYMLINK_LOOP))
+            return None
+        return child.path, rel, ancestors | {identity}
+    if not stat.S_ISREG(st.st_mode):
+        entries.append(Entry(rel, child.path, None, st.st_mtime_ns, NOT_REGULAR))
+        return None
+    reason = stat_reason(child.name, st.st_size, extensions, max_file_bytes)
+    entries.append(Entry(rel, child.path, st.st_size, st.st_mtime_ns, reason))
+    return None
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What one read pass learnt about a file."""
+
+    content_hash: str | None = None
+    skip_reason: str | None = None
+    vanished: bool = False
+    # the stat of the file that was read (it may differ from the listing's)
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+VANISHED = Content(vanished=True)
+
+
+def _open_fd(path: str) -> int:
+    # O_NONBLOCK: a file replaced by a FIFO since the listing must not hang the scan
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+
+
+def read_content(path: str, max_file_bytes: int) -> Content:
+    """SHA-256 and eligibility of a file's content, in one read pass of 1 MiB chunks.
+
+    Never raises for the file's sake: a file that is gone is ``VANISHED``; one that cannot
+    be read, is binary (a NUL byte) or is not UTF-8 comes back with a ``skip_reason``.
+    """
+    try:
+        fd = _open_fd(path)
+    except FileNotFoundError:
+        return VANISHED
+    except OSError as exc:
+        return Content(skip_reason=unreadable_reason(exc))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return Content(skip_reason=NOT_REGULAR, mtime_ns=st.st_mtime_ns)
+        if st.st_size > max_file_bytes:
+            return Content(skip_reason=too_large_reason(st.st_size, max_file_bytes),
+                           size=st.st_size, mtime_ns=st.st_mtime_ns)
+        reason, digest, size = _hash_text(fd)
+        if size == 0 and reason is None:
+            reason = EMPTY
+        return Content(digest, reason, size=size if reason is None else st.st_size,
+                       mtime_ns=st.st_mtime_ns)
+    except OSError as exc:
+        return Content(skip_reason=unreadable_reason(exc))
+    finally:
+        os.close(fd)
+
+
+def _hash_text(fd: int) -> tuple[str | None, str | None, int]:
+    """(skip reason, sha256 hex, bytes read); stops at the first sign of a non-text file."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    size = 0
+    while True:
+        chunk = os.read(fd, CHUNK_BYTES)
+        if not chunk:
+            break
+        size += len(chunk)
+        if b"\x00" in chunk:
+            return BINARY, None, size
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError:
+            return NOT_UTF8, None, size
+        digest.update(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:  # the file ends inside a multi-byte character
+        return NOT_UTF8, None, size
+    return None, digest.hexdigest(), size
+
+
+def unreadable_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return UNREADABLE_PREFIX + "permission denied"
+    return UNREADABLE_PREFIX + (exc.strerror or type(exc).__name__).lower()
