@@ -54,6 +54,64 @@ def cli(ctx: click.Context, home: str | None, log_json: bool | None) -> None:
 
 
 @cli.command()
+@click.option("--limit", type=click.IntRange(min=1), help="Enqueue at most N pending files.")
+@click.option("--dry-run", is_flag=True, help="Show what would be enqueued; change nothing.")
+@click.option("--retry-failed", is_flag=True, help="Put failed files back in the queue first.")
+@click.pass_context
+@_fail_cleanly
+def enqueue(ctx, limit, dry_run, retry_failed):
+    """Turn every file that needs work into a queued task (twice is harmless).
+
+    Also resumes files whose task was lost with a killed worker, and schedules the removal
+    of documents of deleted or replaced files.
+
+    \b
+    Example:
+        objlib enqueue --limit 100 && huey_consumer objlib.tasks.huey -w 7
+    """
+    from objlib.queue import enqueue as run_enqueue
+
+    s = run_enqueue(settings_of(ctx), limit=limit, dry_run=dry_run, retry_failed=retry_failed)
+    verb = "would enqueue" if s.dry_run else "enqueued"
+    click.echo(f"store: {s.store or '(created on the first real run)'}")
+    click.echo(f"{verb} {len(s.enqueued)} file(s)"
+               + (f", {s.remaining} left for a later run (--limit)" if s.remaining else ""))
+    for path in s.enqueued[:10] if s.dry_run else []:
+        click.echo(f"  {path}")
+    click.echo(f"resumed {len(s.recovered.requeued)} stuck upload(s), "
+               f"{len(s.recovered.polls)} lost poll(s); {s.recovered.removals} removal(s) sent")
+    if s.retried_failed:
+        click.echo(f"{'would retry' if s.dry_run else 'retrying'} {s.retried_failed} failed file(s)")
+
+
+@cli.command()
+@click.option("-w", "--workers", default=7, show_default=True, type=click.IntRange(min=1),
+              help="Concurrent tasks (worker threads or processes).")
+@click.option("-k", "--worker-type", default="thread", show_default=True,
+              type=click.Choice(["thread", "process"]))
+@click.option("--no-periodic", is_flag=True, help="Leave periodic recovery to another consumer.")
+@click.pass_context
+@_fail_cleanly
+def worker(ctx, workers, worker_type, no_periodic):
+    """Run huey_consumer for objlib's queue with the recommended flags.
+
+    Ctrl+C (SIGINT) lets in-flight tasks finish for up to 60 s; whatever is cut off is
+    resumed later from the catalogue.
+
+    \b
+    Example:
+        objlib worker -w 7
+    """
+    import sys
+
+    argv = [sys.executable, "-m", "huey.bin.huey_consumer", "objlib.tasks.huey",
+            "-w", str(workers), "-k", worker_type, "-m", "1", "-t", "60"]
+    if no_periodic:
+        argv.append("-n")
+    os.execv(sys.executable, argv)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--profile", default="instant", show_default=True,

@@ -33,7 +33,7 @@ _STAMP = {QUEUED: "queued_at", UPLOADING: "upload_started_at", IMPORTING: "impor
 
 # what a new version starts from: every remote id and error of the old version forgotten
 _FRESH_VERSION = dict(remote_file=None, operation=None, task_id=None, lease_until=None,
-                      poll_deadline=None, attempts=0, rate_limited=0, error_class=None,
+                      lease_owner=None, poll_deadline=None, attempts=0, rate_limited=0, error_class=None,
                       error_message=None)
 
 
@@ -57,6 +57,7 @@ class FileRow:
     previous_document: str | None
     task_id: str | None
     lease_until: float | None
+    lease_owner: str | None
     poll_deadline: float | None
     attempts: int
     rate_limited: int
@@ -64,6 +65,8 @@ class FileRow:
     error_message: str | None
     state_changed_at: float
     queued_at: float | None
+    upload_started_at: float | None
+    import_started_at: float | None
     indexed_at: float | None
 
     @classmethod
@@ -86,7 +89,7 @@ def by_path(catalog: Catalog, path: str) -> FileRow | None:
 
 
 def _move(conn: sqlite3.Connection, file_id: int, version: int | None, from_states, to_state: str,
-          now: float, why: str, *, task_id: str | None = None, **sets) -> bool:
+          now: float, why: str, *, owned_by: str | None = None, **sets) -> bool:
     """Conditionally move one row to ``to_state``; record history; True if this call won."""
     from_states = (from_states,) if isinstance(from_states, str) else tuple(from_states)
     assignments = {"state": to_state, "state_changed_at": now, **sets}
@@ -97,9 +100,9 @@ def _move(conn: sqlite3.Connection, file_id: int, version: int | None, from_stat
     if version is not None:
         where.append("version=?")
         params.append(version)
-    if task_id is not None:
+    if owned_by is not None:
         where.append("task_id=?")
-        params.append(task_id)
+        params.append(owned_by)
     old = conn.execute(f"SELECT state, version FROM files WHERE id=? AND {' AND '.join(where)}",
                        (file_id, *params)).fetchone()
     if old is None:
@@ -117,14 +120,14 @@ def _move(conn: sqlite3.Connection, file_id: int, version: int | None, from_stat
 
 
 def _update(conn: sqlite3.Connection, file_id: int, version: int, states, *,
-            task_id: str | None = None, **sets) -> bool:
+            owned_by: str | None = None, **sets) -> bool:
     """Conditionally change columns of a row without changing its state (no history)."""
     states = (states,) if isinstance(states, str) else tuple(states)
     where = f"id=? AND version=? AND state IN ({','.join('?' * len(states))})"
     params = [file_id, version, *states]
-    if task_id is not None:
+    if owned_by is not None:
         where += " AND task_id=?"
-        params.append(task_id)
+        params.append(owned_by)
     cur = conn.execute(f"UPDATE files SET {', '.join(f'{k}=?' for k in sets)} WHERE {where}",
                        (*sets.values(), *params))
     return cur.rowcount == 1
@@ -264,27 +267,29 @@ def mark_queued(catalog: Catalog, file_id: int, version: int, task_id: str, now:
                 *, why: str = "enqueued", from_states=(PENDING,)) -> bool:
     """Hand the row to a new task (its id recorded: only that task may claim it)."""
     with catalog.write() as conn:
-        return _move(conn, file_id, version, from_states, QUEUED, now, why, task_id=None,
-                     **{"task_id": task_id, "queued_at": now, "lease_until": None})
+        return _move(conn, file_id, version, from_states, QUEUED, now, why, task_id=task_id,
+                     queued_at=now, lease_until=None, lease_owner=None)
 
 
 def claim(catalog: Catalog, file_id: int, version: int, task_id: str, now: float,
-          lease_s: float) -> FileRow | None:
-    """The task that owns the row starts (or resumes) its upload. None: stale or duplicate."""
+          lease_s: float, owner: str) -> FileRow | None:
+    """The task that owns the row starts (or resumes) its upload; ``owner`` (host:pid) holds
+    the lease. None: the task is stale or a duplicate and must do nothing."""
     with catalog.write() as conn:
         won = _move(conn, file_id, version, QUEUED, UPLOADING, now, "claimed",
-                    task_id=task_id, lease_until=now + lease_s)
+                    owned_by=task_id, lease_until=now + lease_s, lease_owner=owner)
         if not won:
-            won = _update(conn, file_id, version, UPLOADING, task_id=task_id,
-                          lease_until=now + lease_s)
+            won = _update(conn, file_id, version, UPLOADING, owned_by=task_id,
+                          lease_until=now + lease_s, lease_owner=owner)
         row = conn.execute("SELECT * FROM files WHERE id=?", (file_id,)).fetchone() if won else None
     return FileRow.from_row(row) if row else None
 
 
 def record_remote_file(catalog: Catalog, file_id: int, version: int, task_id: str,
-                       remote_file: str) -> bool:
+                       remote_file: str | None) -> bool:
     with catalog.write() as conn:
-        return _update(conn, file_id, version, UPLOADING, task_id=task_id, remote_file=remote_file)
+        return _update(conn, file_id, version, UPLOADING, owned_by=task_id,
+                       remote_file=remote_file)
 
 
 def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str, operation: str,
@@ -292,14 +297,34 @@ def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str,
     """importFile answered: the operation name is kept before anything else happens."""
     with catalog.write() as conn:
         return _move(conn, file_id, version, UPLOADING, IMPORTING, now, "import started",
-                     task_id=task_id, operation=operation, poll_deadline=poll_deadline,
+                     owned_by=task_id, operation=operation, poll_deadline=poll_deadline,
                      lease_until=now + lease_s)
 
 
-def hold(catalog: Catalog, file_id: int, version: int, until: float) -> bool:
-    """A task that re-schedules itself keeps its row leased until it is due again."""
+def hold(catalog: Catalog, file_id: int, version: int, until: float,
+         owner: str | None = None) -> bool:
+    """A task keeps its row leased until then (while running, or until it is due again)."""
+    sets = {"lease_until": until} if owner is None else {"lease_until": until, "lease_owner": owner}
     with catalog.write() as conn:
-        return _update(conn, file_id, version, IN_FLIGHT, lease_until=until)
+        return _update(conn, file_id, version, IN_FLIGHT, **sets)
+
+
+def requeue(catalog: Catalog, row: FileRow, new_task_id: str | None, now: float,
+            why: str) -> bool:
+    """Recovery of a row whose task was lost. Optimistic: it only happens if nobody touched
+    the row since ``row`` was read (same state, task and lease). Rows still uploading go back
+    to queued under the new task; importing rows keep their state (a new poll follows)."""
+    with catalog.write() as conn:
+        same = ("id=? AND version=? AND state=? AND COALESCE(task_id,'')=? "
+                "AND COALESCE(lease_until,0)=?")
+        params = (row.id, row.version, row.state, row.task_id or "", row.lease_until or 0)
+        if row.state == IMPORTING:
+            return conn.execute(f"UPDATE files SET lease_until=?, lease_owner=NULL WHERE {same}",
+                                (now + 60.0, *params)).rowcount == 1
+        if conn.execute(f"SELECT 1 FROM files WHERE {same}", params).fetchone() is None:
+            return False
+        return _move(conn, row.id, row.version, row.state, QUEUED, now, why,
+                     task_id=new_task_id, queued_at=now, lease_until=None, lease_owner=None)
 
 
 def record_attempt(catalog: Catalog, file_id: int, version: int, error_class: str, message: str,

@@ -1,0 +1,363 @@
+"""The steps a worker runs for one file version, resumable from the last completed one.
+
+``upload_and_import`` claims the row, uploads the raw file under a content-derived id, waits
+(by re-scheduling, never sleeping) for it to be ACTIVE and imports it into the store with its
+metadata. ``poll_import`` follows the import operation to the end; at its deadline the
+document itself decides. ``remove_document`` takes an obsolete document out of the store.
+
+These functions know nothing about huey: when a step must wait they raise
+``throttle.Deferred(delay_s)`` and ``tasks.py`` turns that into ``RetryTask(delay=...)``.
+Every remote id is written to the catalogue the moment it is known (DESIGN invariant 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from objlib.catalog import Catalog
+from objlib.catalog import lifecycle as lc
+from objlib.gemini import metadata as gm
+from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited
+from objlib.log import get_logger
+from objlib.settings import Settings
+from objlib.throttle import Deferred, Throttle
+
+log = get_logger("objlib.worker")
+
+MAX_RATE_LIMITED = 50  # 429s one version may meet before it is failed
+_GRACE_S = 30.0        # lease slack beyond a re-schedule delay (scheduler and queue lag)
+_holder = threading.local()  # which task is calling (for the rate limiter's reservations)
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Context:
+    """What a step needs; built once per worker process, shared by its threads."""
+
+    settings: Settings
+    catalog: Catalog
+    gemini: object  # objlib.gemini.client.GeminiClient (or anything with its methods)
+    throttle: Throttle
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def store(self) -> str:
+        store = self.catalog.get_meta("store")
+        if not store:
+            raise Permanent("no store recorded in the catalogue; run `objlib enqueue` first",
+                            code=None, status=None)
+        return store
+
+    def backoff_s(self, attempt: int) -> float:
+        """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5..1.5."""
+        s = self.settings
+        return min(s.backoff_max_s, s.backoff_base_s * 2 ** max(0, attempt - 1)) * (
+            0.5 + self.rng.random())
+
+
+def build_context(settings: Settings) -> Context:
+    """The per-process context: catalogue, throttle and a Gemini client whose every request
+    passes through the shared rate limiter and feeds the circuit breaker."""
+    from objlib.catalog import open_catalog
+    from objlib.gemini.client import GeminiClient
+
+    throttle = Throttle.from_settings(settings)
+
+    def on_request(call: str, cost: int) -> None:
+        throttle.acquire(getattr(_holder, "id", None) or process_owner(), cost)
+
+    def on_response(call: str, status: int | None) -> None:
+        throttle.record(status)
+
+    gemini = GeminiClient.from_env(settings, on_request=on_request, on_response=on_response)
+    return Context(settings=settings, catalog=open_catalog(settings), gemini=gemini,
+                   throttle=throttle)
+
+
+class _Step:
+    """Binds the log context of one step and measures it; the task id is the rate-limit
+    holder for the requests made inside."""
+
+    def __init__(self, ctx: Context, step: str, row: lc.FileRow | None, holder: str):
+        self.ctx, self.step, self.row, self.holder = ctx, step, row, holder
+
+    def __enter__(self):
+        _holder.id = self.holder
+        self.started = time.monotonic()
+        row = self.row
+        self.log = log.bind(step=self.step, file_id=row and row.id, path=row and row.path,
+                            version=row and row.version, attempt=row and row.attempts + 1)
+        return self
+
+    def done(self, event: str, **kw) -> None:
+        self.log.info(event, duration_s=round(time.monotonic() - self.started, 4), **kw)
+
+    def __exit__(self, *exc):
+        _holder.id = None
+        return False
+
+
+# ------------------------------------------------------------------------- upload_and_import
+
+
+def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) -> bool:
+    """Returns True when the import was started (the poll task should follow)."""
+    s, cat = ctx.settings, ctx.catalog
+    row = lc.claim(cat, file_id, version, task_id, ctx.clock(), s.lease_s, process_owner())
+    if row is None:
+        log.info("stale task skipped", step="upload", file_id=file_id, version=version)
+        return False
+    with _Step(ctx, "upload", row, task_id) as step:
+        try:
+            raw = _ensure_raw_file(ctx, row, task_id, step)
+            if raw is None:
+                return False
+            operation = ctx.gemini.import_file(ctx.store, raw.name, _custom_metadata(row))
+            now = ctx.clock()
+            lc.record_operation(cat, file_id, version, task_id, operation, now,
+                                poll_deadline=now + s.poll_timeout_s, lease_s=s.lease_s)
+            step.done("import started", operation=operation, remote_file=raw.name)
+            return True
+        except Deferred as d:
+            lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
+            step.log.info("deferred", reason=d.reason, delay_s=round(d.delay_s, 3))
+            raise
+        except GeminiError as err:
+            _retry_or_fail(ctx, row, err, step)
+            return False
+
+
+def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
+    """The raw file, uploaded if needed and ACTIVE; None if the row was failed."""
+    cat = ctx.catalog
+    raw = None
+    if row.remote_file:
+        try:
+            raw = ctx.gemini.get_file(row.remote_file)
+        except Gone:
+            raw = None  # expired (48 h) or deleted: upload again
+    if raw is None:
+        data = _read_checked(ctx, row)
+        if data is None:
+            return None
+        raw = ctx.gemini.upload_file(
+            _library_path(ctx, row), file_id=gm.raw_file_id(row.content_hash),
+            display_name=gm.display_name(Path(row.path).name), mime_type=_mime_type(row.path))
+        lc.record_remote_file(cat, row.id, row.version, task_id, raw.name)
+        step.log.info("uploaded", remote_file=raw.name, size=len(data), state=raw.state)
+    if raw.state == "ACTIVE":
+        return raw
+    if raw.state == "FAILED":
+        ctx.gemini.delete_file(raw.name)
+        lc.record_remote_file(cat, row.id, row.version, task_id, None)
+        raise _transient("the raw file failed processing on the server")
+    waited = ctx.clock() - (row.upload_started_at or ctx.clock())
+    if waited > ctx.settings.activate_timeout_s:
+        raise _transient(f"the raw file is still {raw.state} after {waited:.0f} s")
+    raise Deferred(min(1.0 + waited / 2, 30.0), f"raw file {raw.state}")
+
+
+def _transient(message: str) -> GeminiError:
+    from objlib.gemini.errors import Transient
+
+    return Transient(message, code=None, status=None)
+
+
+def _read_checked(ctx: Context, row: lc.FileRow) -> bytes | None:
+    """The file's bytes, if it still has the content the scan saw; otherwise the row says
+    why (changed / vanished) and None is returned."""
+    path = _library_path(ctx, row)
+    now = ctx.clock()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        lc.mark_failed(ctx.catalog, row.id, row.version, "vanished",
+                       f"{row.path} vanished since the scan; run `objlib scan`", now)
+        return None
+    except OSError as exc:
+        lc.mark_failed(ctx.catalog, row.id, row.version, "unreadable",
+                       f"cannot read {row.path}: {exc.strerror or exc}", now)
+        return None
+    if hashlib.sha256(data).hexdigest() != row.content_hash:
+        lc.mark_failed(ctx.catalog, row.id, row.version, "changed",
+                       f"{row.path} changed since the scan; run `objlib scan` to pick up "
+                       "the new version", now)
+        return None
+    return data
+
+
+def _library_path(ctx: Context, row: lc.FileRow) -> Path:
+    return Path(ctx.catalog.get_meta("library_root") or ".") / row.path
+
+
+def _mime_type(path: str) -> str:
+    if path.lower().endswith(".md"):
+        return "text/markdown"
+    guessed, _ = mimetypes.guess_type(path)
+    return guessed if guessed and guessed.startswith("text/") else "text/plain"
+
+
+def _custom_metadata(row: lc.FileRow) -> list[dict]:
+    values = dict(row.metadata)
+    values.update(objlib_file_id=row.id, objlib_version=row.version, path=row.path,
+                  content_hash=row.content_hash, quality=row.metadata_quality)
+    return gm.build_custom_metadata(values)
+
+
+def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step) -> None:
+    """Classified errors: 429 and transient ones re-schedule with backoff (raising Deferred)
+    until their bound; anything else fails the row with its class and message."""
+    cat, now = ctx.catalog, ctx.clock()
+    message = str(err)
+    if isinstance(err, RateLimited):
+        count = lc.record_attempt(cat, row.id, row.version, err.kind, message, rate_limited=True)
+        if count is not None and count <= MAX_RATE_LIMITED:
+            delay = err.retry_after_s or ctx.backoff_s(min(count, 6))
+            lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
+            step.log.warning("rate limited", delay_s=round(delay, 2), rate_limited=count)
+            raise Deferred(delay, "429 from the API")
+    elif err.kind == "transient":
+        attempts = lc.record_attempt(cat, row.id, row.version, err.kind, message)
+        if attempts is not None and attempts < ctx.settings.max_attempts:
+            delay = ctx.backoff_s(attempts)
+            lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
+            step.log.warning("transient error", error=message, delay_s=round(delay, 2),
+                             attempts=attempts)
+            raise Deferred(delay, "transient error")
+    lc.mark_failed(cat, row.id, row.version, err.kind, message, now)
+    step.log.error("failed", error_class=err.kind, error=message)
+
+
+# ------------------------------------------------------------------------- poll_import
+
+
+def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[int]:
+    """Follow the import operation. Returns the ids of removals to schedule once indexed."""
+    s, cat = ctx.settings, ctx.catalog
+    row = lc.get(cat, file_id)
+    if row is None or row.version != version or row.state != lc.IMPORTING:
+        return []
+    with _Step(ctx, "poll", row, task_id) as step:
+        now = ctx.clock()
+        lc.hold(cat, file_id, version, now + _GRACE_S, owner=process_owner())
+        try:
+            op = ctx.gemini.get_operation(row.operation)
+            if op.done:
+                return _finish(ctx, row, op.error, op.document, step)
+            if now >= (row.poll_deadline or 0):
+                return _decide_from_document(ctx, row, op.document, step)
+        except Deferred as d:
+            lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
+            raise
+        except GeminiError as err:
+            _retry_or_fail(ctx, row, err, step)
+            return []
+        waited = now - (row.import_started_at or now)
+        delay = min(s.poll_max_delay_s, max(s.poll_first_delay_s, waited / 4))
+        lc.hold(cat, file_id, version, now + delay + _GRACE_S)
+        raise Deferred(delay, "operation not done")
+
+
+def _finish(ctx: Context, row: lc.FileRow, error: dict | None, document: str | None,
+            step: _Step) -> list[int]:
+    cat, now = ctx.catalog, ctx.clock()
+    if error:
+        message = f"indexing failed: {error.get('message') or error}"
+        if document:
+            lc.record_document(cat, row.id, row.version, document)
+        lc.mark_failed(cat, row.id, row.version, "index_failed", message, now)
+        if document:  # a failed document is useless in the store
+            lc.schedule_removal(cat, document, row.id, "index failed", now)
+        step.log.error("failed", error_class="index_failed", error=message)
+        return _removals_of(ctx, row.id)
+    if not document:
+        document = _find_document(ctx, row)
+        if document is None:
+            raise _transient("the operation finished but its document was not found")
+    if lc.mark_indexed(cat, row.id, row.version, document, now):
+        step.done("indexed", document=document)
+    return _removals_of(ctx, row.id)
+
+
+def _decide_from_document(ctx: Context, row: lc.FileRow, document: str | None,
+                          step: _Step) -> list[int]:
+    """The operation never said done: the document's own state decides (field lessons:
+    large files were ACTIVE in the store while their operation never finished)."""
+    document = document or _find_document(ctx, row)
+    if document is None:
+        lc.mark_failed(ctx.catalog, row.id, row.version, "timeout",
+                       f"import did not finish within {ctx.settings.poll_timeout_s:.0f} s and "
+                       "no document was found", ctx.clock())
+        step.log.error("failed", error_class="timeout")
+        return []
+    doc = ctx.gemini.get_document(document)
+    if doc.state == "STATE_ACTIVE":
+        return _finish(ctx, row, None, document, step)
+    if doc.state == "STATE_FAILED":
+        return _finish(ctx, row, {"message": "document is STATE_FAILED"}, document, step)
+    lc.record_document(ctx.catalog, row.id, row.version, document)
+    lc.mark_failed(ctx.catalog, row.id, row.version, "timeout",
+                   f"document still {doc.state} after {ctx.settings.poll_timeout_s:.0f} s",
+                   ctx.clock())
+    step.log.error("failed", error_class="timeout", document_state=doc.state)
+    return []
+
+
+def _find_document(ctx: Context, row: lc.FileRow) -> str | None:
+    """The document this version's import created, found by its metadata in one pass over
+    the store's list (document ids begin with the raw file's id)."""
+    prefix = gm.raw_file_id(row.content_hash)
+    for doc in ctx.gemini.list_documents(ctx.store):
+        if doc.name.rsplit("/", 1)[-1].startswith(prefix) and \
+                _meta_int(doc.custom_metadata, "objlib_file_id") == row.id and \
+                _meta_int(doc.custom_metadata, "objlib_version") == row.version:
+            return doc.name
+    return None
+
+
+def _meta_int(meta: dict, key: str) -> int | None:
+    try:
+        return int(meta.get(key))
+    except (TypeError, ValueError):
+        return None
+
+
+def _removals_of(ctx: Context, file_id: int) -> list[int]:
+    return [r.id for r in lc.open_removals(ctx.catalog) if r.file_id == file_id]
+
+
+# ------------------------------------------------------------------------- remove_document
+
+
+def remove_document(ctx: Context, removal_id: int, task_id: str) -> None:
+    cat = ctx.catalog
+    removal = lc.get_removal(cat, removal_id)
+    if removal is None:
+        return
+    with _Step(ctx, "remove", None, task_id) as step:
+        try:
+            existed = ctx.gemini.delete_document(removal.document)
+        except Deferred:
+            raise
+        except GeminiError as err:
+            attempts = lc.record_removal_error(cat, removal_id, str(err))
+            if err.kind in ("rate_limited", "transient") and attempts < ctx.settings.max_attempts:
+                raise Deferred(ctx.backoff_s(attempts), f"{err.kind} error on delete") from err
+            step.log.error("removal failed", document=removal.document, error=str(err))
+            return
+        lc.mark_removed(cat, removal_id, ctx.clock())
+        step.done("document removed", document=removal.document, reason=removal.reason,
+                  existed=existed)

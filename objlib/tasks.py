@@ -1,0 +1,90 @@
+"""The huey tasks. Glue only: each task calls one pipeline step and turns "not now" into a
+re-schedule. Run the workers with:
+
+    huey_consumer objlib.tasks.huey -w 7            # threads (recommended flags: see workers/)
+
+Task arguments are catalogue ids, never paths, objects or secrets (DESIGN invariant 9).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+import structlog
+from huey import SqliteHuey, crontab
+from huey.exceptions import RetryTask
+
+from objlib import log
+from objlib import pipeline
+from objlib.settings import Settings
+from objlib.throttle import Deferred
+
+huey = SqliteHuey("objlib", filename=str(Settings.load().ensure_home().queue_db),
+                  results=False, timeout=30.0)
+
+_lock = threading.Lock()
+_context: tuple[int, pipeline.Context] | None = None
+
+
+def context() -> pipeline.Context:
+    """The per-process context, built lazily after fork (never at import)."""
+    global _context
+    with _lock:
+        if _context is None or _context[0] != os.getpid():
+            _context = (os.getpid(), pipeline.build_context(Settings.load()))
+        return _context[1]
+
+
+def _rescheduling(fn):
+    """A step that must wait raises Deferred; huey re-schedules the same task (same id,
+    same chain) with that delay. No worker ever sleeps on a remote operation."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Deferred as d:
+            raise RetryTask(str(d), delay=max(d.delay_s, 0.0)) from None
+
+    return wrapper
+
+
+@huey.task(context=True, name="upload_and_import")
+@_rescheduling
+def upload_and_import(file_id: int, version: int, task=None):
+    if pipeline.upload_and_import(context(), file_id, version, task.id):
+        return (file_id, version)  # becomes the chained poll_import's arguments
+    return None
+
+
+@huey.task(context=True, name="poll_import")
+@_rescheduling
+def poll_import(file_id: int | None = None, version: int | None = None, task=None):
+    if file_id is None:  # the upload step stopped early: nothing to follow
+        return None
+    for removal_id in pipeline.poll_import(context(), file_id, version, task.id):
+        remove_document(removal_id)
+    return None
+
+
+@huey.task(context=True, name="remove_document")
+@_rescheduling
+def remove_document(removal_id: int, task=None):
+    pipeline.remove_document(context(), removal_id, task.id)
+
+
+@huey.periodic_task(crontab(minute="*"), name="recover_stuck")
+def recover_stuck():
+    """Once a minute (on the consumer that runs periodic tasks): resume rows whose task was
+    lost with a killed worker, and re-send lost document removals."""
+    from objlib.queue import recover
+
+    recover(context().settings, context().catalog)
+
+
+@huey.on_startup()
+def _worker_started():
+    if not structlog.is_configured():
+        log.configure(json=True)
