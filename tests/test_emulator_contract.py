@@ -375,9 +375,8 @@ def test_a_call_without_an_api_key_is_403_but_a_key_param_is_enough(emulator):
     assert with_param == 200
 
 
-def test_an_unknown_route_is_404_json(emulator):
-    status, headers, body = raw(emulator, "GET", "/v1beta/models/nope",
-                                headers={"x-goog-api-key": "k"})
+def test_an_unknown_route_is_404_json_even_without_a_key(emulator):
+    status, headers, body = raw(emulator, "GET", "/v1beta/models/nope")
 
     assert status == 404 and headers["Content-Type"].startswith("application/json")
     assert body["error"]["status"] == "NOT_FOUND" and body["error"]["code"] == 404
@@ -421,6 +420,17 @@ def test_bodies_may_be_snake_case_and_force_may_be_lowercase(emulator):
 
     assert store["displayName"] == "snake store" and status == 200 and "done" not in op
     assert deleted == 200 and body == {}
+
+
+def test_a_chunked_request_body_is_read(emulator):
+    conn = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=10)
+    conn.request("POST", "/v1beta/fileSearchStores", body=iter([b'{"displayName": ', b'"chunky"}']),
+                 headers={"x-goog-api-key": "k", "Transfer-Encoding": "chunked"},
+                 encode_chunked=True)
+    resp = conn.getresponse()
+
+    assert resp.status == 200 and json.loads(resp.read())["displayName"] == "chunky"
+    conn.close()
 
 
 def test_the_app_answers_without_a_socket(emulator):

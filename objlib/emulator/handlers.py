@@ -71,9 +71,7 @@ def _listing(key: str, items: list[dict], token: str | None) -> Response:
 
 def files_upload_start(app, req: Request, v: str) -> Response:
     meta = req.json().get("file") or {}
-    _check_resumable_start(req)
-    if app.behaviour.roll("create_failed"):
-        raise invalid("Failed to create file.")
+    _begin_upload(app, req)
     upload = app.state.start_upload(
         "file", mime_type=_upload_mime(req, meta), size_bytes=_upload_size(req, meta),
         display_name=field_of(meta, "displayName"), file_name=field_of(meta, "name"))
@@ -97,12 +95,15 @@ def files_delete(app, req: Request, v: str, file_id: str) -> Response:
 # ---------------------------------------------------------------------------------- uploads
 
 
-def _check_resumable_start(req: Request) -> None:
+def _begin_upload(app, req: Request) -> None:
+    """Checks shared by both upload starts, and the transient create_failed fault."""
     protocol = (req.header("X-Goog-Upload-Protocol") or "").lower()
     command = (req.header("X-Goog-Upload-Command") or "").lower()
     if protocol != "resumable" or command != "start":
         raise invalid("Only the resumable upload protocol is emulated: send "
                       "X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: start.")
+    if app.behaviour.roll("create_failed"):
+        raise invalid("Failed to create file.")
 
 
 def _upload_mime(req: Request, meta: dict) -> str:
@@ -195,9 +196,7 @@ def stores_import_file(app, req: Request, v: str, store_id: str) -> Response:
 
 def stores_upload_start(app, req: Request, v: str, store_id: str) -> Response:
     body = req.json()
-    _check_resumable_start(req)
-    if app.behaviour.roll("create_failed"):
-        raise invalid("Failed to create file.")
+    _begin_upload(app, req)
     upload = app.state.start_upload(
         "store", mime_type=_upload_mime(req, body), size_bytes=_upload_size(req, {}),
         display_name=field_of(body, "displayName"), store=_store_name(store_id),

@@ -2,7 +2,8 @@
 
 Kinds: ``api`` calls need an API key and meet the quota and the faults; ``chunk`` (a POST to an
 upload URL, recognised by its ``upload_id``) is authenticated by that id alone; ``admin`` is
-``/_emulator/*``, outside the faults, the quota and the statistics. Both ``v1`` and ``v1beta``
+``/_emulator/*``, outside the faults, the quota and the statistics; ``unknown`` (no route)
+is a 404 NOT_FOUND, counted but never faulted. Both ``v1`` and ``v1beta``
 are served. Resource names are matched verbatim, as the SDK puts them in the path.
 """
 
@@ -57,7 +58,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 UPLOAD_CHUNK = _route("POST", rf"/upload/{_V}/.+", "upload.chunk", h.upload_chunk, "chunk")
-NOT_FOUND = _route("ANY", r".*", "unknown", h.not_found_route)
+NOT_FOUND = _route("ANY", r".*", "unknown", h.not_found_route, "unknown")
 
 
 def resolve(method: str, path: str, query: dict[str, str]) -> tuple[Route, dict[str, str]]:

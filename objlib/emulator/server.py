@@ -40,7 +40,7 @@ class App:
         route, params = routes.resolve(req.method, req.path, req.query)
         if route.kind == "admin":
             return route.handler(self, req, **params)
-        self.behaviour.arrive(call=route.kind != "chunk")
+        self.behaviour.arrive(call=route.kind == "api")
         try:
             if route.kind == "api":
                 _authenticate(req)
@@ -88,9 +88,20 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.track(self.connection, add=False)
 
-    def _serve(self):
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):   # trailers
+                pass
+            return b"".join(parts)
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self):
+        body = self._body()
         target = urlsplit(self.path)
         host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
         req = Request(self.command, unquote(target.path),

@@ -372,6 +372,12 @@ class State:
     def _random_id(self, length: int = 12) -> str:
         return "".join(self._rng.choice(_ID_CHARS) for _ in range(length))
 
+    def _fresh_id(self, prefix: str, taken) -> str:
+        """``{prefix}-{12 random}`` (just the random part without a prefix), not ``taken``."""
+        while taken(new := "-".join(filter(None, (prefix, self._random_id())))):
+            pass
+        return new
+
     # -- settling lazy state
 
     def _settle(self, obj):
@@ -429,9 +435,7 @@ class State:
 
     def _check_new_file_id(self, file_id: str | None) -> str:
         if file_id is None:
-            while (file_id := self._random_id()) in self.files:
-                pass
-            return file_id
+            return self._fresh_id("", self.files.__contains__)
         file_id = file_id_of(file_id)
         if not _CLIENT_ID.match(file_id):
             raise invalid(f"Invalid file name 'files/{file_id}': the id may have up to 40 "
@@ -515,7 +519,11 @@ class State:
     def _store(self, name: str) -> Store:
         if name not in self.stores:
             raise not_found("FileSearchStore", name)
-        store = self.stores[name]
+        return self.stores[name]
+
+    def _counted_store(self, name: str) -> Store:
+        """The store with its document counters and size brought up to date."""
+        store = self._store(name)
         docs = [self._settle(d) for d in self.documents.values() if d.store == name]
         store.counts = {state: sum(d.state == state for d in docs) for state in DOCUMENT_STATES}
         store.size_bytes = sum(d.size_bytes for d in docs if d.state == ACTIVE)
@@ -526,23 +534,20 @@ class State:
                      embedding_model: str | None = None) -> Store:
         if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
             raise invalid(f"displayName is longer than {MAX_DISPLAY_NAME} characters.")
-        prefix = slug(display_name)
-        while (store_id := f"{prefix}-{self._random_id()}" if prefix else self._random_id()) \
-                in (s.id for s in self.stores.values()):
-            pass
+        store_id = self._fresh_id(slug(display_name), lambda i: f"fileSearchStores/{i}" in self.stores)
         store = Store(store_id, display_name, embedding_model or DEFAULT_EMBEDDING_MODEL,
                       self.now(), self._next_seq())
         self.stores[store.name] = store
-        return copy.copy(self._store(store.name))
+        return copy.copy(self._counted_store(store.name))
 
     @_locked
     def get_store(self, name: str) -> Store:
-        return copy.copy(self._store(name))
+        return copy.copy(self._counted_store(name))
 
     @_locked
     def list_stores(self, page_size=None, page_token=None) -> tuple[list[Store], str | None]:
         page, token = _page(list(self.stores.values()), page_size, page_token, STORES_PAGE)
-        return [copy.copy(self._store(s.name)) for s in page], token
+        return [copy.copy(self._counted_store(s.name)) for s in page], token
 
     @_locked
     def delete_store(self, name: str, force: bool = False) -> None:
@@ -592,9 +597,7 @@ class State:
 
     def _new_document(self, store, raw_id, metadata, mime_type, size_bytes, state,
                       display_name=None) -> Document:
-        while (doc_id := f"{raw_id}-{self._random_id()}") in (
-                d.id for d in self.documents.values() if d.store == store):
-            pass
+        doc_id = self._fresh_id(raw_id, lambda i: f"{store}/documents/{i}" in self.documents)
         now = self.now()
         doc = Document(store, doc_id, display_name or raw_id, raw_id, metadata, mime_type,
                        size_bytes, now, self._next_seq(), state, now)
@@ -638,7 +641,7 @@ class State:
     def list_documents(self, store: str, page_size=None,
                        page_token=None) -> tuple[list[Document], str | None]:
         self._store(store)
-        docs = [d for d in self.documents.values() if d.store == store]
+        docs = [self._settle(d) for d in self.documents.values() if d.store == store]
         page, token = _page(docs, page_size, page_token, DOCUMENTS_PAGE)
         return [copy.copy(d) for d in page], token
 
@@ -667,7 +670,7 @@ class State:
         """Per store: counts, and documents grouped by the raw file they came from."""
         out = {}
         for name in self.stores:
-            store = self._store(name)
+            store = self._counted_store(name)
             by_file: dict[str, list] = {}
             for doc in self.documents.values():
                 if doc.store == name:
