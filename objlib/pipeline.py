@@ -125,10 +125,21 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
             raw = _ensure_raw_file(ctx, row, task_id, step)
             if raw is None:
                 return False
-            operation = ctx.gemini.import_file(ctx.store, raw.name, _custom_metadata(row))
             now = ctx.clock()
-            lc.record_operation(cat, file_id, version, task_id, operation, now,
-                                poll_deadline=now + s.poll_timeout_s, lease_s=s.lease_s)
+            deadline = now + s.poll_timeout_s
+            if row.import_requested_at is not None:
+                # an earlier run sent importFile and died before keeping the answer: the
+                # document it may have created decides, so no second document is made
+                document = _find_document(ctx, row)
+                if document is not None:
+                    lc.record_operation(cat, file_id, version, task_id, None, now, deadline,
+                                        s.lease_s, document=document)
+                    step.done("import found after a restart", document=document)
+                    return True
+            lc.record_import_requested(cat, file_id, version, task_id, now)
+            operation = ctx.gemini.import_file(ctx.store, raw.name, _custom_metadata(row))
+            lc.record_operation(cat, file_id, version, task_id, operation, ctx.clock(),
+                                deadline, s.lease_s)
             step.done("import started", operation=operation, remote_file=raw.name)
             return True
         except Deferred as d:
@@ -254,11 +265,17 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
         now = ctx.clock()
         lc.hold(cat, file_id, version, now + _GRACE_S, owner=process_owner())
         try:
-            op = ctx.gemini.get_operation(row.operation)
-            if op.done:
-                return _finish(ctx, row, op.error, op.document, step)
-            if now >= (row.poll_deadline or 0):
-                return _decide_from_document(ctx, row, op.document, step)
+            document = row.document
+            if row.operation:
+                op = ctx.gemini.get_operation(row.operation)
+                if op.done:
+                    return _finish(ctx, row, op.error, op.document, step)
+                document = op.document or document
+            final = now >= (row.poll_deadline or 0)
+            if final or not row.operation:
+                verdict = _decide_from_document(ctx, row, document, step, final=final)
+                if verdict is not None:
+                    return verdict
         except Deferred as d:
             lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
             raise
@@ -292,12 +309,15 @@ def _finish(ctx: Context, row: lc.FileRow, error: dict | None, document: str | N
     return _removals_of(ctx, row.id)
 
 
-def _decide_from_document(ctx: Context, row: lc.FileRow, document: str | None,
-                          step: _Step) -> list[int]:
-    """The operation never said done: the document's own state decides (field lessons:
-    large files were ACTIVE in the store while their operation never finished)."""
-    document = document or _find_document(ctx, row)
+def _decide_from_document(ctx: Context, row: lc.FileRow, document: str | None, step: _Step,
+                          *, final: bool) -> list[int] | None:
+    """The document's own state decides when the operation cannot: at the deadline (field
+    lessons: large files were ACTIVE while their operation never finished), or when only the
+    document is known. None: still pending, keep polling."""
+    document = document or (_find_document(ctx, row) if final else None)
     if document is None:
+        if not final:
+            return None
         lc.mark_failed(ctx.catalog, row.id, row.version, "timeout",
                        f"import did not finish within {ctx.settings.poll_timeout_s:.0f} s and "
                        "no document was found", ctx.clock())
@@ -309,6 +329,8 @@ def _decide_from_document(ctx: Context, row: lc.FileRow, document: str | None,
     if doc.state == "STATE_FAILED":
         return _finish(ctx, row, {"message": "document is STATE_FAILED"}, document, step)
     lc.record_document(ctx.catalog, row.id, row.version, document)
+    if not final:
+        return None
     lc.mark_failed(ctx.catalog, row.id, row.version, "timeout",
                    f"document still {doc.state} after {ctx.settings.poll_timeout_s:.0f} s",
                    ctx.clock())

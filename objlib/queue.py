@@ -8,9 +8,11 @@ a living worker holds its lease. Everything else is stuck and is handed to a new
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from objlib.catalog import Catalog, open_catalog
@@ -103,9 +105,32 @@ class RecoverSummary:
     removals: int = 0
 
 
+@contextmanager
+def _exclusive(settings: Settings):
+    """One recovery at a time across processes (enqueue, periodic task, worker start-up);
+    a second one at the same moment has nothing to add and is skipped."""
+    with open(settings.ensure_home().home / "recover.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def recover(settings: Settings, catalog: Catalog, *, dry_run: bool = False,
             now: float | None = None) -> RecoverSummary:
     """Hand every stuck in-flight row to a new task; re-send lost removals."""
+    with _exclusive(settings) as mine:
+        if not mine:
+            return RecoverSummary()
+        return _recover(settings, catalog, dry_run=dry_run, now=now)
+
+
+def _recover(settings: Settings, catalog: Catalog, *, dry_run: bool, now: float | None):
     tasks = bind(settings)
     now = time.time() if now is None else now
     live = live_tasks(tasks.huey)

@@ -51,7 +51,12 @@ def _rescheduling(fn):
     return wrapper
 
 
-@huey.task(context=True, name="upload_and_import")
+# Unexpected exceptions (a bug, a catalogue locked for too long) are retried by huey a few
+# times; if they persist the row's lease runs out and recovery hands it to a new task.
+_UNEXPECTED = dict(retries=3, retry_delay=5, retry_backoff=2.0)
+
+
+@huey.task(context=True, name="upload_and_import", **_UNEXPECTED)
 @_rescheduling
 def upload_and_import(file_id: int, version: int, task=None):
     if pipeline.upload_and_import(context(), file_id, version, task.id):
@@ -59,7 +64,7 @@ def upload_and_import(file_id: int, version: int, task=None):
     return None
 
 
-@huey.task(context=True, name="poll_import")
+@huey.task(context=True, name="poll_import", **_UNEXPECTED)
 @_rescheduling
 def poll_import(file_id: int | None = None, version: int | None = None, task=None):
     if file_id is None:  # the upload step stopped early: nothing to follow
@@ -69,7 +74,7 @@ def poll_import(file_id: int | None = None, version: int | None = None, task=Non
     return None
 
 
-@huey.task(context=True, name="remove_document")
+@huey.task(context=True, name="remove_document", **_UNEXPECTED)
 @_rescheduling
 def remove_document(removal_id: int, task=None):
     pipeline.remove_document(context(), removal_id, task.id)
@@ -86,5 +91,15 @@ def recover_stuck():
 
 @huey.on_startup()
 def _worker_started():
+    """Each worker: JSON logs; the first one in the process also resumes what a previous
+    consumer left behind (its dead workers' rows are recovered at once, not after a lease)."""
+    global _started
+    with _lock:
+        first, _started = not _started, True
     if not structlog.is_configured():
         log.configure(json=True)
+    if first:
+        recover_stuck.call_local()
+
+
+_started = False

@@ -43,6 +43,7 @@ def _m1_initial(conn: sqlite3.Connection) -> None:
             skip_reason       TEXT,
             remote_file       TEXT,
             operation         TEXT,
+            import_requested_at REAL,
             document          TEXT,
             previous_document TEXT,
             task_id           TEXT,

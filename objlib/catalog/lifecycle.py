@@ -32,7 +32,7 @@ _STAMP = {QUEUED: "queued_at", UPLOADING: "upload_started_at", IMPORTING: "impor
           INDEXED: "indexed_at", FAILED: "failed_at"}
 
 # what a new version starts from: every remote id and error of the old version forgotten
-_FRESH_VERSION = dict(remote_file=None, operation=None, task_id=None, lease_until=None,
+_FRESH_VERSION = dict(remote_file=None, operation=None, import_requested_at=None, task_id=None, lease_until=None,
                       lease_owner=None, poll_deadline=None, attempts=0, rate_limited=0, error_class=None,
                       error_message=None)
 
@@ -53,6 +53,7 @@ class FileRow:
     skip_reason: str | None
     remote_file: str | None
     operation: str | None
+    import_requested_at: float | None
     document: str | None
     previous_document: str | None
     task_id: str | None
@@ -89,7 +90,7 @@ def by_path(catalog: Catalog, path: str) -> FileRow | None:
 
 
 def _move(conn: sqlite3.Connection, file_id: int, version: int | None, from_states, to_state: str,
-          now: float, why: str, *, owned_by: str | None = None, **sets) -> bool:
+          now: float, why: str, /, *, owned_by: str | None = None, **sets) -> bool:
     """Conditionally move one row to ``to_state``; record history; True if this call won."""
     from_states = (from_states,) if isinstance(from_states, str) else tuple(from_states)
     assignments = {"state": to_state, "state_changed_at": now, **sets}
@@ -292,13 +293,25 @@ def record_remote_file(catalog: Catalog, file_id: int, version: int, task_id: st
                        remote_file=remote_file)
 
 
-def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str, operation: str,
-                     now: float, poll_deadline: float, lease_s: float) -> bool:
-    """importFile answered: the operation name is kept before anything else happens."""
+def record_import_requested(catalog: Catalog, file_id: int, version: int, task_id: str,
+                            now: float) -> bool:
+    """Written just before importFile is sent: importFile is not idempotent, so a task that
+    resumes after a crash looks for the document this request may have created before it
+    imports again."""
+    with catalog.write() as conn:
+        return _update(conn, file_id, version, UPLOADING, owned_by=task_id,
+                       import_requested_at=now)
+
+
+def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str,
+                     operation: str | None, now: float, poll_deadline: float, lease_s: float,
+                     *, document: str | None = None) -> bool:
+    """importFile answered: the operation name is kept before anything else happens. (After
+    a crash the operation may be unknown but its document found: then ``document`` is set.)"""
     with catalog.write() as conn:
         return _move(conn, file_id, version, UPLOADING, IMPORTING, now, "import started",
-                     owned_by=task_id, operation=operation, poll_deadline=poll_deadline,
-                     lease_until=now + lease_s)
+                     owned_by=task_id, operation=operation, document=document,
+                     poll_deadline=poll_deadline, lease_until=now + lease_s)
 
 
 def hold(catalog: Catalog, file_id: int, version: int, until: float,
