@@ -130,6 +130,18 @@ def test_delete_file_then_upload_again_uploads_anew(client, emulator, tmp_path):
     assert count(emulator.stats(), "upload.start") == 2
 
 
+def test_an_expired_raw_file_is_gone_and_uploaded_anew(client, emulator, tmp_path):
+    path = text_file(tmp_path)
+    client.upload_file(path, file_id="objlib-old", display_name="doc")
+    emulator.state.expire_file("files/objlib-old")
+
+    with pytest.raises(Gone):
+        client.get_file("files/objlib-old")
+    assert client.delete_file("files/objlib-old") is False
+    assert client.upload_file(path, file_id="objlib-old", display_name="doc").state == "ACTIVE"
+    assert count(emulator.stats(), "upload.start") == 2
+
+
 def test_an_upload_that_loses_the_race_reuses_the_winners_file(client, settings, hooks,
                                                                emulator, tmp_path):
     path = text_file(tmp_path)
