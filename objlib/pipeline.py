@@ -234,14 +234,15 @@ def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step)
     cat, now = ctx.catalog, ctx.clock()
     message = str(err)
     if isinstance(err, RateLimited):
-        count = lc.record_attempt(cat, row.id, row.version, err.kind, message, rate_limited=True)
+        count = lc.record_attempt(cat, row.id, row.version, err.kind, message, now,
+                                  rate_limited=True)
         if count is not None and count <= MAX_RATE_LIMITED:
             delay = err.retry_after_s or ctx.backoff_s(min(count, 6))
             lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
             step.log.warning("rate limited", delay_s=round(delay, 2), rate_limited=count)
             raise Deferred(delay, "429 from the API")
     elif err.kind == "transient":
-        attempts = lc.record_attempt(cat, row.id, row.version, err.kind, message)
+        attempts = lc.record_attempt(cat, row.id, row.version, err.kind, message, now)
         if attempts is not None and attempts < ctx.settings.max_attempts:
             delay = ctx.backoff_s(attempts)
             lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
@@ -375,7 +376,7 @@ def remove_document(ctx: Context, removal_id: int, task_id: str) -> None:
         except Deferred:
             raise
         except GeminiError as err:
-            attempts = lc.record_removal_error(cat, removal_id, str(err))
+            attempts = lc.record_removal_error(cat, removal_id, err.kind, str(err), ctx.clock())
             if err.kind in ("rate_limited", "transient") and attempts < ctx.settings.max_attempts:
                 raise Deferred(ctx.backoff_s(attempts), f"{err.kind} error on delete") from err
             step.log.error("removal failed", document=removal.document, error=str(err))

@@ -75,6 +75,15 @@ def _m1_initial(conn: sqlite3.Connection) -> None:
         );
         CREATE INDEX history_at ON history(at, to_state);
         CREATE INDEX history_file ON history(file_id);
+        CREATE TABLE errors (
+            id          INTEGER PRIMARY KEY,
+            file_id     INTEGER,
+            version     INTEGER,
+            at          REAL NOT NULL,
+            error_class TEXT NOT NULL,
+            message     TEXT
+        );
+        CREATE INDEX errors_at ON errors(at);
         CREATE TABLE removals (
             id           INTEGER PRIMARY KEY,
             document     TEXT NOT NULL UNIQUE,

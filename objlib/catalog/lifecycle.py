@@ -32,9 +32,9 @@ _STAMP = {QUEUED: "queued_at", UPLOADING: "upload_started_at", IMPORTING: "impor
           INDEXED: "indexed_at", FAILED: "failed_at"}
 
 # what a new version starts from: every remote id and error of the old version forgotten
-_FRESH_VERSION = dict(remote_file=None, operation=None, import_requested_at=None, task_id=None, lease_until=None,
-                      lease_owner=None, poll_deadline=None, attempts=0, rate_limited=0, error_class=None,
-                      error_message=None)
+_FRESH_VERSION = dict(remote_file=None, operation=None, import_requested_at=None, task_id=None,
+                      lease_until=None, lease_owner=None, poll_deadline=None, attempts=0,
+                      rate_limited=0, error_class=None, error_message=None)
 
 
 @dataclass(frozen=True)
@@ -340,17 +340,25 @@ def requeue(catalog: Catalog, row: FileRow, new_task_id: str | None, now: float,
                      task_id=new_task_id, queued_at=now, lease_until=None, lease_owner=None)
 
 
+def _record_error(conn: sqlite3.Connection, file_id: int | None, version: int | None,
+                  error_class: str, message: str, now: float) -> None:
+    conn.execute("INSERT INTO errors(file_id, version, at, error_class, message) "
+                 "VALUES(?, ?, ?, ?, ?)", (file_id, version, now, error_class, message))
+
+
 def record_attempt(catalog: Catalog, file_id: int, version: int, error_class: str, message: str,
-                   *, rate_limited: bool = False) -> int | None:
-    """A retryable error: count it (attempts, or rate_limited for 429s). Returns the count."""
+                   now: float, *, rate_limited: bool = False) -> int | None:
+    """A retryable error: count it (attempts, or rate_limited for 429s) and log it in
+    ``errors``. Returns the new count, None if the row moved on meanwhile."""
     column = "rate_limited" if rate_limited else "attempts"
     with catalog.write() as conn:
-        conn.execute(f"UPDATE files SET {column}={column}+1, error_class=?, error_message=? "
-                     f"WHERE id=? AND version=? AND state IN ('queued','uploading','importing')",
-                     (error_class, message, file_id, version))
-        row = conn.execute(f"SELECT {column} FROM files WHERE id=? AND version=?",
-                           (file_id, version)).fetchone()
-    return row[0] if row else None
+        cur = conn.execute(f"UPDATE files SET {column}={column}+1, error_class=?, error_message=? "
+                           f"WHERE id=? AND version=? AND state IN ('queued','uploading','importing')",
+                           (error_class, message, file_id, version))
+        if cur.rowcount != 1:
+            return None
+        _record_error(conn, file_id, version, error_class, message, now)
+        return conn.execute(f"SELECT {column} FROM files WHERE id=?", (file_id,)).fetchone()[0]
 
 
 def mark_indexed(catalog: Catalog, file_id: int, version: int, document: str,
@@ -377,9 +385,12 @@ def record_document(catalog: Catalog, file_id: int, version: int, document: str)
 def mark_failed(catalog: Catalog, file_id: int, version: int, error_class: str, message: str,
                 now: float, *, from_states=IN_FLIGHT) -> bool:
     with catalog.write() as conn:
-        return _move(conn, file_id, version, from_states, FAILED, now, f"{error_class}: {message}",
-                     error_class=error_class, error_message=message, lease_until=None,
-                     task_id=None)
+        won = _move(conn, file_id, version, from_states, FAILED, now, f"{error_class}: {message}",
+                    error_class=error_class, error_message=message, lease_until=None,
+                    task_id=None)
+        if won:
+            _record_error(conn, file_id, version, error_class, message, now)
+        return won
 
 
 def retry_failed(catalog: Catalog, now: float) -> int:
@@ -445,8 +456,10 @@ def mark_removed(catalog: Catalog, removal_id: int, now: float) -> bool:
         return True
 
 
-def record_removal_error(catalog: Catalog, removal_id: int, message: str) -> int:
+def record_removal_error(catalog: Catalog, removal_id: int, error_class: str, message: str,
+                         now: float) -> int:
     with catalog.write() as conn:
+        _record_error(conn, None, None, error_class, f"removal {removal_id}: {message}", now)
         conn.execute("UPDATE removals SET attempts=attempts+1, last_error=? WHERE id=?",
                      (message, removal_id))
         row = conn.execute("SELECT attempts FROM removals WHERE id=?", (removal_id,)).fetchone()
