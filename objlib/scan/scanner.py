@@ -219,7 +219,8 @@ class _Scan:
         else:
             self.summary.touched += 1
             self._write(lifecycle.record_touched, row.id, size=entry.size,
-                        mtime_ns=entry.mtime_ns, metadata=meta.values, quality=meta.quality)
+                        mtime_ns=entry.mtime_ns, metadata=meta.values, quality=meta.quality,
+                        now=self.now)
         return True
 
     def decide_by_content(self, entry: Entry, row: _Known | None, content: Content) -> None:
@@ -235,7 +236,8 @@ class _Scan:
             return
         digest = content.content_hash
         meta = self._metadata(entry.path)
-        stat = dict(size=size, mtime_ns=mtime_ns, metadata=meta.values, quality=meta.quality)
+        stat = dict(size=size, mtime_ns=mtime_ns, metadata=meta.values, quality=meta.quality,
+                    now=self.now)
         if row is None:
             self.summary.new += 1
             self._new_by_hash.setdefault(digest, []).append(entry.path)
