@@ -331,8 +331,8 @@ def test_the_async_client_round_trips_the_same_calls(client):
     aio = client.aio
 
     async def scenario():
-        raw_file = await aio.files.upload(file=io.BytesIO(b"async text"),
-                                          config={"name": "files/async-1", "mime_type": "text/plain"})
+        raw_file = await aio.files.upload(file=io.BytesIO(b"async text"), config={
+            "name": "files/async-1", "mime_type": "text/plain"})
         got = await aio.files.get(name="async-1")
         store = await aio.file_search_stores.create(config={"display_name": "async"})
         op = await aio.file_search_stores.import_file(file_search_store_name=store.name,

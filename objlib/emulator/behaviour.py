@@ -69,8 +69,7 @@ class Profile:
 
     def file_s(self) -> float:
         """One file from upload start to indexed, ignoring client-side polling gaps."""
-        steps = self.latency_s
-        return steps["call"] + steps["upload"] + steps["activate"] + steps["import"] + steps["index"]
+        return sum(self.latency_s[step] for step in LATENCY_STEPS)
 
 
 def _profile(name: str, latency_s: dict[str, float], jitter: float = 0.0) -> Profile:

@@ -217,12 +217,12 @@ def documents_list(app, req: Request, v: str, store_id: str) -> Response:
     return _listing("documents", [d.to_api() for d in docs], token)
 
 
-def documents_get(app, req: Request, v: str, store_id: str, doc_id: str) -> Response:
-    return Response(body=app.state.get_document(f"{_store_name(store_id)}/documents/{doc_id}").to_api())
+def documents_get(app, req: Request, v: str, name: str) -> Response:
+    return Response(body=app.state.get_document(name).to_api())
 
 
-def documents_delete(app, req: Request, v: str, store_id: str, doc_id: str) -> Response:
-    app.state.delete_document(f"{_store_name(store_id)}/documents/{doc_id}", force=req.flag("force"))
+def documents_delete(app, req: Request, v: str, name: str) -> Response:
+    app.state.delete_document(name, force=req.flag("force"))
     return Response()
 
 

@@ -18,6 +18,8 @@ from objlib.emulator import handlers as h
 _V = r"(?P<v>v1|v1beta)"
 _ID = r"[^/:?]+"
 _STORE = rf"fileSearchStores/(?P<store_id>{_ID})"
+_OPERATION = rf"(?P<name>fileSearchStores/{_ID}(?:/upload)?/operations/{_ID})"
+_DOCUMENT = rf"(?P<name>fileSearchStores/{_ID}/documents/{_ID})"
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,10 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", rf"/{_V}/{_STORE}", "stores.get", h.stores_get),
     _route("DELETE", rf"/{_V}/{_STORE}", "stores.delete", h.stores_delete),
     _route("POST", rf"/{_V}/{_STORE}:importFile", "stores.importFile", h.stores_import_file),
-    _route("GET", rf"/{_V}/(?P<name>fileSearchStores/{_ID}(?:/upload)?/operations/{_ID})", "operations.get",
-           h.operations_get),
+    _route("GET", rf"/{_V}/{_OPERATION}", "operations.get", h.operations_get),
     _route("GET", rf"/{_V}/{_STORE}/documents", "documents.list", h.documents_list),
-    _route("GET", rf"/{_V}/{_STORE}/documents/(?P<doc_id>{_ID})", "documents.get",
-           h.documents_get),
-    _route("DELETE", rf"/{_V}/{_STORE}/documents/(?P<doc_id>{_ID})", "documents.delete",
-           h.documents_delete),
+    _route("GET", rf"/{_V}/{_DOCUMENT}", "documents.get", h.documents_get),
+    _route("DELETE", rf"/{_V}/{_DOCUMENT}", "documents.delete", h.documents_delete),
     _route("GET", r"/_emulator/stats", "emulator.stats", h.emulator_stats, "admin"),
     _route("GET", r"/_emulator/operations", "emulator.operations", h.emulator_operations, "admin"),
     _route("POST", r"/_emulator/reset", "emulator.reset", h.emulator_reset, "admin"),

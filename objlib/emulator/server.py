@@ -118,8 +118,9 @@ class _Handler(BaseHTTPRequestHandler):
                    "Content-Length": str(len(payload)), **resp.headers}
         if self.close_connection:
             headers["Connection"] = "close"
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.wfile.write(f"HTTP/1.1 {resp.status} {phrase}\r\n{head}\r\n".encode("latin-1") + payload)
+        head = f"HTTP/1.1 {resp.status} {phrase}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        self.wfile.write(head.encode("latin-1") + payload)   # one write: see the module doc
 
     def log_message(self, format, *args):  # quiet: the statistics tell what happened
         pass

@@ -309,8 +309,9 @@ def slug(text: str | None, max_len: int = 27) -> str:
     return out[:max_len].rstrip("-")
 
 
-def _page(items: list, page_size, page_token, limits: tuple[int, int]) -> tuple[list, str | None]:
-    """One page of ``items`` (sorted by ``seq``); a token is the ``seq`` of the page's first item."""
+def _page(items: list, page_size, page_token, limits: tuple[int, int]):
+    """One page of ``items`` (sorted by ``seq``) and the next token, the ``seq`` of the first
+    item of the next page (None on the last page)."""
     default, maximum = limits
     try:
         size = int(page_size) if page_size not in (None, "") else 0
@@ -419,17 +420,21 @@ class State:
     @_locked
     def expire_file(self, name: str) -> None:
         """Drift: make a raw file look 48 hours old (it is gone from then on)."""
-        self.files[file_id_of(name)].create_time = self.now() - FILE_TTL_S
+        self._live_file(file_id_of(name)).create_time = self.now() - FILE_TTL_S
 
     @_locked
     def add_file(self, file_id: str | None = None, *, data: bytes = b"", mime_type="text/plain",
                  display_name: str | None = None, active_after_s: float = 0.0) -> RawFile:
-        """A finished raw file, as if uploaded (tests and drift; the upload path ends here too)."""
+        """Drift and tests: a raw file as if uploaded (ACTIVE unless ``active_after_s``)."""
+        return self._put_file(file_id, display_name, mime_type, len(data),
+                              hashlib.sha256(data).hexdigest(), active_after_s)
+
+    def _put_file(self, file_id, display_name, mime_type, size_bytes, sha256_hex,
+                  active_after_s) -> RawFile:
         file_id = self._check_new_file_id(file_id)
         now = self.now()
-        file = RawFile(file_id, display_name, mime_type, len(data),
-                       hashlib.sha256(data).hexdigest(), now, now + active_after_s,
-                       seq=self._next_seq())
+        file = RawFile(file_id, display_name, mime_type, size_bytes, sha256_hex, now,
+                       now + active_after_s, seq=self._next_seq())
         self.files[file_id] = file
         return copy.copy(self._settle(file))
 
@@ -488,13 +493,8 @@ class State:
     def finish_file_upload(self, upload_id: str, *, active_after_s: float) -> RawFile:
         """Finalize a files.upload session: the raw file exists from now, PROCESSING for a while."""
         upload = self._finish(upload_id)
-        file_id = self._check_new_file_id(upload.file_id)
-        now = self.now()
-        file = RawFile(file_id, upload.display_name, upload.mime_type, upload.received,
-                       upload.sha256.hexdigest(), now, now + active_after_s,
-                       seq=self._next_seq())
-        self.files[file_id] = file
-        return copy.copy(self._settle(file))
+        return self._put_file(upload.file_id, upload.display_name, upload.mime_type,
+                              upload.received, upload.sha256.hexdigest(), active_after_s)
 
     @_locked
     def finish_store_upload(self, upload_id: str, *, index_after_s: float,
@@ -534,7 +534,8 @@ class State:
                      embedding_model: str | None = None) -> Store:
         if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
             raise invalid(f"displayName is longer than {MAX_DISPLAY_NAME} characters.")
-        store_id = self._fresh_id(slug(display_name), lambda i: f"fileSearchStores/{i}" in self.stores)
+        store_id = self._fresh_id(slug(display_name),
+                                  lambda i: f"fileSearchStores/{i}" in self.stores)
         store = Store(store_id, display_name, embedding_model or DEFAULT_EMBEDDING_MODEL,
                       self.now(), self._next_seq())
         self.stores[store.name] = store
@@ -677,7 +678,8 @@ class State:
                     by_file.setdefault(doc.raw_file, []).append(
                         {"name": doc.name, "state": doc.state,
                          "customMetadata": doc.metadata_dict()})
-            out[name] = {"displayName": store.display_name, "documents": sum(map(len, by_file.values())),
+            out[name] = {"displayName": store.display_name,
+                         "documents": sum(map(len, by_file.values())),
                          "byState": dict(store.counts), "files": by_file,
                          "duplicates": sorted(f for f, docs in by_file.items() if len(docs) > 1)}
         return out
