@@ -299,11 +299,11 @@ def test_a_failing_on_response_does_not_lose_the_answer(client, store):
 # --- errors from faults ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault, kind", [
-    ("rate_limit", RateLimited),
-    ("unavailable", Transient),
+@pytest.mark.parametrize("fault, kind, retry_after_s", [
+    ("rate_limit", RateLimited, 1.0),  # the emulator's RetryInfo says 1s
+    ("unavailable", Transient, None),
 ])
-def test_faults_become_error_kinds(fault, kind, settings, monkeypatch, hooks):
+def test_faults_become_error_kinds(fault, kind, retry_after_s, settings, monkeypatch, hooks):
     from objlib.emulator import Emulator
 
     with Emulator(profile="instant", seed=1, faults={fault: 1.0}) as emu:
@@ -314,6 +314,7 @@ def test_faults_become_error_kinds(fault, kind, settings, monkeypatch, hooks):
         client.close()
 
     assert caught.value.code == hooks.events[-1][2]
+    assert caught.value.retry_after_s == retry_after_s
 
 
 def test_failed_to_create_file_is_transient(settings, monkeypatch, tmp_path):

@@ -92,7 +92,9 @@ def test_list_items_are_clipped_too():
 
 
 def test_display_name_is_stripped_and_free_of_control_characters():
-    assert display_name("  \tLesson 01\n notes\x00\x07.txt  ") == "Lesson 01 notes.txt"
+    name = "  \tLesson 01\n notes\x00\x07.txt  "
+
+    assert display_name(name) == "Lesson 01 notes.txt"
 
 
 def test_display_name_drops_lone_surrogates_from_undecodable_file_names():

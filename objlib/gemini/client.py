@@ -33,7 +33,14 @@ from google import genai
 from google.genai import types
 
 from objlib.gemini import metadata as md
-from objlib.gemini.errors import GeminiError, Gone, MissingApiKey, classify, register_secret, status_of
+from objlib.gemini.errors import (
+    GeminiError,
+    Gone,
+    MissingApiKey,
+    classify,
+    register_secret,
+    status_of,
+)
 from objlib.log import get_logger
 
 API_VERSION = "v1beta"
@@ -135,8 +142,7 @@ class GeminiClient:
         matches = [s for s in self._pages("list_stores", lambda c: c.file_search_stores.list(
             config={"page_size": PAGE_SIZE_MAX})) if s.display_name == wanted]
         if matches:
-            oldest = min(matches, key=lambda s: (s.create_time is None, _epoch_s(s.create_time) or 0))
-            return _store(oldest)
+            return _store(min(matches, key=_age_key))
         return _store(self._call("create_store", lambda c: c.file_search_stores.create(
             config={"display_name": wanted})))
 
@@ -326,6 +332,11 @@ def _text(value) -> str:
 
 def _epoch_s(when: datetime | None) -> float | None:
     return when.timestamp() if when is not None else None
+
+
+def _age_key(s) -> tuple:
+    """Sorts oldest first; a store without a create time last."""
+    return (s.create_time is None, _epoch_s(s.create_time) or 0.0)
 
 
 def _store(s) -> Store:
