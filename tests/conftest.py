@@ -72,16 +72,16 @@ class Consumer:
     def pid(self) -> int:
         return self.proc.pid
 
-    def signal(self, sig: int) -> None:
+    def send(self, sig: int) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 20.0) -> int:
-        self.signal(sig)
+        self.send(sig)
         try:
             return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
+            self.send(signal.SIGKILL)
             return self.proc.wait(10)
         finally:
             self._log.close()
