@@ -340,11 +340,11 @@ def _decide_from_document(ctx: Context, row: lc.FileRow, document: str | None, s
 
 
 def _find_document(ctx: Context, row: lc.FileRow) -> str | None:
-    """The document this version's import created, found by its metadata in one pass over
-    the store's list (document ids begin with the raw file's id)."""
-    prefix = gm.raw_file_id(row.content_hash)
+    """The document this version's import created, found in one pass over the store's list:
+    its display name is the raw file's id and its metadata names this row and version."""
+    raw_id = gm.raw_file_id(row.content_hash)
     for doc in ctx.gemini.list_documents(ctx.store):
-        if doc.name.rsplit("/", 1)[-1].startswith(prefix) and \
+        if doc.display_name == raw_id and \
                 _meta_int(doc.custom_metadata, "objlib_file_id") == row.id and \
                 _meta_int(doc.custom_metadata, "objlib_version") == row.version:
             return doc.name

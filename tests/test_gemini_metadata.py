@@ -125,8 +125,8 @@ def test_raw_file_id_is_a_short_lowercase_id_from_the_content_hash():
 
     file_id = raw_file_id(digest.upper())
 
-    assert file_id == "objlib-" + digest[:32]
-    assert len(file_id) <= 40
+    assert file_id == "objlib-" + digest[:20]
+    assert len(file_id) + 1 + 12 <= 40  # its documents' ids (raw id, "-", 12) fit in 40
     assert set(file_id) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 

@@ -38,6 +38,7 @@ PRIORITY = (
 _RANK = {key: i for i, key in enumerate(PRIORITY)}
 
 RAW_FILE_PREFIX = "objlib-"
+RAW_ID_HEX_DIGITS = 20
 _HEX = re.compile(r"[0-9a-f]{32,}")
 
 
@@ -107,13 +108,16 @@ def _clean(text: str) -> str:
 
 
 def raw_file_id(content_hash: str) -> str:
-    """The id objlib chooses for a raw file: ``objlib-`` and the first 32 hex digits of the
-    content's SHA-256, so the same content always maps to the same ``files/<id>``.
+    """The id objlib chooses for a raw file: ``objlib-`` and the first 20 hex digits (80 bits)
+    of the content's SHA-256, so the same content always maps to the same ``files/<id>``.
+
+    27 characters: a document id is the raw file's id, ``-`` and 12 more characters, and
+    resource ids are at most 40 characters, so the document id keeps the whole raw id.
 
     >>> raw_file_id("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855")
-    'objlib-e3b0c44298fc1c149afbf4c8996fb924'
+    'objlib-e3b0c44298fc1c149afb'
     """
     digest = content_hash.strip().lower()
     if not _HEX.fullmatch(digest):
         raise ValueError(f"not a hex digest of at least 32 digits: {content_hash!r}")
-    return RAW_FILE_PREFIX + digest[:32]
+    return RAW_FILE_PREFIX + digest[:RAW_ID_HEX_DIGITS]
