@@ -294,6 +294,7 @@ def _finish(ctx: Context, row: lc.FileRow, error: dict | None, document: str | N
     cat, now = ctx.catalog, ctx.clock()
     if error:
         message = f"indexing failed: {error.get('message') or error}"
+        document = document or _find_document(ctx, row)
         if document:
             lc.record_document(cat, row.id, row.version, document)
         lc.mark_failed(cat, row.id, row.version, "index_failed", message, now)

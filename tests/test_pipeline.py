@@ -1,0 +1,180 @@
+"""The worker steps in-process, against the emulator over HTTP with the real SDK: each remote
+id is kept the moment it is known, stale tasks do nothing, a crash between importFile and
+its answer makes no second document, and waiting is always a re-schedule, never a sleep."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import write_library
+from objlib import pipeline
+from objlib.catalog import lifecycle as lc
+from objlib.queue import ensure_store
+from objlib.scan import scan_library
+from objlib.throttle import Deferred
+
+
+@pytest.fixture
+def ctx(settings, library, emulator):
+    write_library(library, 3)
+    scan_library(settings, library)
+    context = pipeline.build_context(settings)
+    ensure_store(settings, context.catalog, context.gemini)
+    yield context
+    context.gemini.close()
+    context.catalog.close()
+
+
+def queued(ctx, file_id: int = 1, task_id: str = "task-1") -> lc.FileRow:
+    row = lc.get(ctx.catalog, file_id)
+    assert lc.mark_queued(ctx.catalog, row.id, row.version, task_id, time.time())
+    return lc.get(ctx.catalog, file_id)
+
+
+def test_upload_and_import_keeps_every_remote_id(ctx, emulator):
+    row = queued(ctx)
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    row = lc.get(ctx.catalog, row.id)
+    assert row.state == "importing"
+    assert row.remote_file.startswith("files/objlib-")
+    assert row.operation.startswith(ctx.store + "/operations/")
+    assert row.import_requested_at is not None and row.poll_deadline > time.time()
+
+
+def test_a_stale_or_duplicate_task_does_nothing(ctx, emulator):
+    row = queued(ctx, task_id="the-owner")
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "someone-else") is False
+    assert pipeline.upload_and_import(ctx, row.id, row.version + 1, "the-owner") is False
+    assert lc.get(ctx.catalog, row.id).state == "queued"
+    assert emulator.stats()["requests"].get("upload.start", 0) == 0
+
+
+class WorkerDied(BaseException):
+    """Stands for a kill -9 right after importFile was sent: nothing catches it."""
+
+
+def test_a_crash_after_importfile_was_sent_makes_no_second_document(ctx, emulator):
+    row = queued(ctx)
+    real_import = ctx.gemini.import_file
+
+    def import_then_die(*args, **kwargs):
+        real_import(*args, **kwargs)
+        raise WorkerDied
+
+    ctx.gemini.import_file = import_then_die
+    with pytest.raises(WorkerDied):
+        pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    assert lc.get(ctx.catalog, row.id).state == "uploading"
+    ctx.gemini.import_file = real_import
+    # the resumed task finds the document the lost request created and follows it
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    resumed = lc.get(ctx.catalog, row.id)
+    assert resumed.state == "importing" and resumed.document and resumed.operation is None
+    pipeline.poll_import(ctx, row.id, row.version, "task-1")
+    assert lc.get(ctx.catalog, row.id).state == "indexed"
+    assert emulator.stats()["requests"]["stores.importFile"] == 1
+
+
+def test_a_file_changed_since_the_scan_stops_cleanly(ctx, library, emulator):
+    row = queued(ctx)
+    (library / row.path).write_text("new content", encoding="utf-8")
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is False
+    row = lc.get(ctx.catalog, row.id)
+    assert (row.state, row.error_class) == ("failed", "changed")
+    assert "objlib scan" in row.error_message
+    assert emulator.stats()["requests"].get("upload.start", 0) == 0
+
+
+def test_a_file_vanished_since_the_scan_stops_cleanly(ctx, library, emulator):
+    row = queued(ctx)
+    (library / row.path).unlink()
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is False
+    assert lc.get(ctx.catalog, row.id).error_class == "vanished"
+
+
+def test_a_raw_file_still_processing_is_waited_for_by_rescheduling(ctx, emulator):
+    emulator.configure(latency={"activate": 30.0})
+    row = queued(ctx)
+    started = time.monotonic()
+    with pytest.raises(Deferred) as deferred:
+        pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    assert time.monotonic() - started < 5, "the step slept instead of re-scheduling"
+    assert deferred.value.delay_s > 0
+    held = lc.get(ctx.catalog, row.id)
+    assert held.state == "uploading" and held.remote_file and held.lease_until > time.time()
+    # when it comes back after the file became ACTIVE, no second upload happens
+    emulator.state.advance(31)
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    assert emulator.stats()["requests"]["upload.start"] == 1
+
+
+def test_polling_reschedules_until_done_then_marks_indexed(ctx, emulator):
+    emulator.configure(latency={"index": 30.0})
+    row = queued(ctx)
+    pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    with pytest.raises(Deferred):
+        pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    emulator.state.advance(31)
+    pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    row = lc.get(ctx.catalog, row.id)
+    assert row.state == "indexed" and row.document.startswith(ctx.store + "/documents/objlib-")
+
+
+def test_an_operation_that_never_finishes_is_decided_by_its_document(ctx, emulator):
+    emulator.configure(faults={"never_done": 1.0})
+    row = queued(ctx)
+    pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    with pytest.raises(Deferred):
+        pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    ctx.clock = lambda: time.time() + ctx.settings.poll_timeout_s + 1  # past the deadline
+    pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    assert lc.get(ctx.catalog, row.id).state == "indexed"
+
+
+def test_a_failed_indexing_fails_the_row_and_schedules_its_document_removal(ctx, emulator):
+    emulator.configure(faults={"index_failed": 1.0})
+    row = queued(ctx)
+    pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    removals = pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    row = lc.get(ctx.catalog, row.id)
+    assert (row.state, row.error_class) == ("failed", "index_failed")
+    assert len(removals) == 1
+    pipeline.remove_document(ctx, removals[0], "remove-1")
+    assert lc.open_removals(ctx.catalog) == []
+
+
+def test_transient_errors_back_off_then_fail_with_class_and_attempts(ctx, emulator):
+    emulator.configure(faults={"unavailable": 1.0})
+    row = queued(ctx)
+    delays = []
+    for _ in range(ctx.settings.max_attempts - 1):
+        with pytest.raises(Deferred) as d:
+            pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+        delays.append(d.value.delay_s)
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is False
+    row = lc.get(ctx.catalog, row.id)
+    assert (row.state, row.error_class, row.attempts) == ("failed", "transient",
+                                                          ctx.settings.max_attempts)
+    assert "503" in row.error_message
+    assert delays[-1] > delays[0], "backoff did not grow"
+
+
+def test_rate_limited_calls_are_deferred_without_spending_attempts(ctx, emulator):
+    emulator.configure(faults={"rate_limit": 1.0})
+    row = queued(ctx)
+    for _ in range(3):
+        with pytest.raises(Deferred):
+            pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    row = lc.get(ctx.catalog, row.id)
+    assert (row.state, row.attempts, row.rate_limited) == ("uploading", 0, 3)
+
+
+def test_a_permanent_error_fails_at_once(ctx, emulator):
+    ctx.catalog.set_meta("store", "fileSearchStores/does-not-exist-123456")
+    row = queued(ctx)
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is False
+    row = lc.get(ctx.catalog, row.id)
+    assert row.state == "failed" and row.error_class in ("permanent", "gone")
+    assert row.attempts == 0

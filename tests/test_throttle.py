@@ -1,0 +1,113 @@
+"""The shared throttle: a rate limiter that never lets a 60-second window exceed the limit,
+and a 429 circuit breaker that opens, defers and recovers by itself. Time is a parameter."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from objlib.settings import Settings
+from objlib.throttle import Deferred, Throttle
+
+
+def make(home, **overrides) -> Throttle:
+    return Throttle(home / "throttle.db", Settings.load(home, **overrides), random.Random(1))
+
+
+def test_unlimited_lets_everything_through(home):
+    t = make(home)
+    for i in range(100):
+        t.acquire("task", now=1000.0)
+
+
+def test_requests_are_spaced_and_no_60s_window_exceeds_the_limit(home):
+    # Given a limit of 60/min and many callers that come back exactly when told
+    t = make(home, rate_limit_per_minute=60)
+    granted: list[float] = []
+    due = {f"task-{i}": 1000.0 for i in range(50)}
+    now = 1000.0
+    while now < 1000.0 + 300:
+        for holder, at in sorted(due.items(), key=lambda kv: kv[1]):
+            if at > now:
+                continue
+            try:
+                t.acquire(holder, now=now)
+                granted.append(now)
+                due[holder] = now  # asks again at once for its next request
+            except Deferred as d:
+                due[holder] = now + d.delay_s
+        now += 0.05
+    # Then the busiest 60-second window holds at most the limit, and the rate is sustained
+    busiest = max(sum(1 for g in granted if s <= g < s + 60) for s in granted)
+    assert busiest <= 60
+    assert len(granted) / 5 >= 0.9 * 60
+
+
+def test_a_reserved_slot_is_honoured_when_the_holder_returns(home):
+    t = make(home, rate_limit_per_minute=60)
+    t.acquire("a", now=1000.0)
+    with pytest.raises(Deferred) as first:
+        t.acquire("b", now=1000.0)
+    delay = first.value.delay_s
+    assert 0.9 < delay < 1.2
+    # another caller cannot take b's slot
+    with pytest.raises(Deferred) as other:
+        t.acquire("c", now=1000.0 + delay)
+    assert other.value.delay_s > 0.9
+    # b comes back on time and goes through without waiting again
+    t.acquire("b", now=1000.0 + delay)
+
+
+def test_a_cost_of_several_requests_takes_several_slots(home):
+    t = make(home, rate_limit_per_minute=60)
+    t.acquire("upload", cost=3, now=1000.0)
+    with pytest.raises(Deferred) as d:
+        t.acquire("next", now=1000.0)
+    assert d.value.delay_s == pytest.approx(3 * 60 / (60 * 0.95), rel=0.01)
+
+
+def test_breaker_opens_on_a_high_429_rate_defers_work_and_recovers(home):
+    t = make(home, breaker_min_429=5, breaker_ratio=0.25, breaker_cooldown_s=10.0)
+    now = 1000.0
+    for _ in range(10):
+        t.record(200, now=now)
+    for _ in range(5):
+        t.record(429, now=now)
+    assert t.state(now=now).breaker == "open"
+    with pytest.raises(Deferred) as d:
+        t.acquire("any", now=now + 1)
+    assert d.value.delay_s >= 9.0
+    assert "breaker" in d.value.reason
+    # after the cooldown: half-open, traffic flows, and the first success closes it
+    assert t.state(now=now + 11).breaker == "half-open"
+    t.acquire("any", now=now + 11)
+    t.record(200, now=now + 11)
+    assert t.state(now=now + 11).breaker == "closed"
+
+
+def test_a_few_429s_among_many_successes_do_not_open_the_breaker(home):
+    t = make(home, breaker_min_429=5, breaker_ratio=0.25)
+    for i in range(100):
+        t.record(429 if i % 10 == 0 else 200, now=1000.0 + i * 0.1)
+    assert t.state(now=1010.0).breaker == "closed"
+
+
+def test_reopening_soon_after_closing_doubles_the_cooldown(home):
+    t = make(home, breaker_min_429=2, breaker_ratio=0.5, breaker_cooldown_s=10.0)
+    t.record(429, now=1000.0)
+    t.record(429, now=1000.0)
+    assert t.state(now=1000.0).breaker_open_for_s == pytest.approx(10.0)
+    t.record(200, now=1011.0)  # closes
+    t.record(429, now=1012.0)
+    t.record(429, now=1012.0)
+    assert t.state(now=1012.0).breaker_open_for_s == pytest.approx(20.0)
+
+
+def test_two_throttles_on_one_file_share_the_limit(home):
+    # Given two worker processes' throttles on the same file
+    a, b = make(home, rate_limit_per_minute=60), make(home, rate_limit_per_minute=60)
+    a.acquire("x", now=1000.0)
+    # Then the second sees the first's slot as taken
+    with pytest.raises(Deferred):
+        b.acquire("y", now=1000.0)
