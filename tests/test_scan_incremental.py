@@ -312,3 +312,25 @@ def test_many_new_files_are_inserted_in_batches(settings, lib, monkeypatch):
     assert db(settings, "SELECT COUNT(*) AS n FROM files WHERE state='pending'")[0]["n"] == 30
     ids = [r["id"] for r in db(settings, "SELECT id FROM files ORDER BY path")]
     assert ids == sorted(ids)  # recorded in walk order, threads or not
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_progress_is_reported_in_bytes_up_to_the_total(settings, lib, workers):
+    put(lib, "a.txt", "x" * 10)
+    put(lib, "b.txt", "y" * 20)
+    calls: list[tuple[int, int]] = []
+
+    scan_library(settings, lib, hash_workers=workers,
+                 progress=lambda done, total: calls.append((done, total)))
+
+    assert calls[0] == (0, 30) and calls[-1] == (30, 30)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal():
+    from io import StringIO
+
+    from rich.console import Console
+
+    with scanner.hashing_progress(Console(file=StringIO())) as progress:
+        assert progress is None

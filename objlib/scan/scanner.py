@@ -48,6 +48,8 @@ from objlib.settings import Settings
 ROOT_KEY = "library_root"
 INSERT_BATCH = 500
 SEEN_BATCH = 5000
+READ_BATCH_FILES = 64
+READ_BATCH_BYTES = 16 << 20
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(bytes_read, bytes_to_read)`` while files are read."""
@@ -313,44 +315,66 @@ def _same_metadata(row: _Known, meta: PathMetadata) -> bool:
 
 
 def default_hash_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """Reading threads. Four, whatever the core count: from a cold page cache they overlap
+    disk reads (measured 1.2-1.4 s for 10,000 files / 423 MB, against 2.0-2.4 s with one
+    thread, on 2 cores); from a warm one they cost ~15% over a single thread."""
+    return 4
 
 
 def _read_all(items: list[tuple[Entry, _Known | None]], max_file_bytes: int,
               progress: ProgressFn | None, workers: int | None
               ) -> Iterator[tuple[tuple[Entry, _Known | None], Content]]:
-    """Read the files in order, a few at a time in threads; report progress in bytes."""
+    """Read the files, yielding results in order; report progress in bytes.
+
+    Threads read batches of files (one future per file costs more than a small file's
+    read), a bounded number of batches ahead, while the caller records results."""
     total = sum(entry.size or 0 for entry, _ in items)
     done = 0
     if progress:
         progress(0, total)
+
+    def read_batch(batch):
+        return [read_content(entry.abs_path, max_file_bytes) for entry, _ in batch]
+
     workers = workers or default_hash_workers()
-    if workers == 1 or len(items) < 2:
-        results: Iterable = ((item, read_content(item[0].abs_path, max_file_bytes))
-                             for item in items)
-        for item, content in results:
-            done += item[0].size or 0
-            if progress:
-                progress(done, total)
-            yield item, content
+    batches = _batches(items)
+    if workers == 1:
+        results: Iterable = ((batch, read_batch(batch)) for batch in batches)
+        yield from _report(results, progress, total)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="objlib-hash") as pool:
         window: deque = deque()
-        pending = iter(items)
-        for item in pending:
-            window.append((item, pool.submit(read_content, item[0].abs_path, max_file_bytes)))
-            if len(window) >= workers * 4:
-                break
-        while window:
-            item, future = window.popleft()
-            nxt = next(pending, None)
-            if nxt is not None:
-                window.append((nxt, pool.submit(read_content, nxt[0].abs_path, max_file_bytes)))
-            content = future.result()
+        for batch in batches:
+            window.append((batch, pool.submit(read_batch, batch)))
+            if len(window) > 2 * workers:
+                batch, future = window.popleft()
+                yield from _report([(batch, future.result())], progress, total, done)
+                done += sum(entry.size or 0 for entry, _ in batch)
+        for batch, future in window:
+            yield from _report([(batch, future.result())], progress, total, done)
+            done += sum(entry.size or 0 for entry, _ in batch)
+
+
+def _batches(items: list, max_files: int = READ_BATCH_FILES,
+             max_bytes: int = READ_BATCH_BYTES) -> Iterator[list]:
+    batch, size = [], 0
+    for item in items:
+        batch.append(item)
+        size += item[0].size or 0
+        if len(batch) >= max_files or size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _report(results: Iterable, progress: ProgressFn | None, total: int, done: int = 0):
+    for batch, contents in results:
+        for item, content in zip(batch, contents):
             done += item[0].size or 0
-            if progress:
-                progress(done, total)
             yield item, content
+        if progress:
+            progress(done, total)
 
 
 # ---------------------------------------------------------------------------- rendering
