@@ -168,3 +168,72 @@ def scan(ctx, library_dir, dry_run):
     with hashing_progress() as progress:
         summary = scan_library(settings_of(ctx), library_dir, dry_run=dry_run, progress=progress)
     Console().print(summary_table(summary))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (shape: README).")
+@click.option("--watch", is_flag=True, help="A live view, refreshed until Ctrl+C.")
+@click.option("--until-done", is_flag=True,
+              help="With --watch: stop once nothing is pending or in flight.")
+@click.option("--interval", "interval_s", default=1.0, show_default=True,
+              type=click.FloatRange(min=0.1), help="Seconds between two --watch refreshes.")
+@click.pass_context
+@_fail_cleanly
+def status(ctx, as_json, watch, until_done, interval_s):
+    """Where the pipeline stands: files per state (and how long the oldest has waited),
+    queue depth, progress, throughput, ETA, and health (breaker, rate, errors, reconcile).
+
+    \b
+    Example:
+        objlib status --watch --until-done && objlib status --json
+    """
+    import json
+
+    from rich.console import Console
+
+    from objlib import status as st
+
+    if watch and as_json:
+        raise click.UsageError("--json prints one snapshot; it does not go with --watch")
+    if until_done and not watch:
+        raise click.UsageError("--until-done goes with --watch")
+    if watch:
+        st.watch(settings_of(ctx), interval_s=interval_s, until_done=until_done)
+    elif as_json:
+        click.echo(json.dumps(st.to_json(st.snapshot(settings_of(ctx))), indent=2))
+    else:
+        Console().print(st.render(st.snapshot(settings_of(ctx))))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--class", "error_class", metavar="CLASS",
+              help="Only failures of this error class (transient, permanent, changed, ...).")
+@click.option("--skipped", is_flag=True, help="List skipped files and their reasons instead.")
+@click.pass_context
+@_fail_cleanly
+def failures(ctx, as_json, error_class, skipped):
+    """Every failed file with its error class, message and attempts, counted per class
+    with the fix for each; or, with --skipped, every skipped file and why.
+
+    \b
+    Example:
+        objlib failures --class transient && objlib enqueue --retry-failed
+    """
+    import json
+    import time
+
+    from rich.console import Console
+
+    from objlib import failures as fl
+
+    if skipped and error_class:
+        raise click.UsageError("--class filters failures; it does not go with --skipped")
+    report = (fl.skipped_report(settings_of(ctx)) if skipped
+              else fl.failures_report(settings_of(ctx), error_class))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    elif skipped:
+        Console().print(fl.skipped_view(report))
+    else:
+        Console().print(fl.failures_view(report, now=time.time()))

@@ -1,0 +1,161 @@
+"""`objlib failures`: every failed file with its error and what to do about it, and (with
+``--skipped``) every skipped file with its reason — each list grouped by cause.
+
+    report = failures_report(settings, error_class="transient")
+    Console().print(failures_view(report, now=time.time()))
+    skipped_report(settings).to_json()
+
+A failure is final: the row stays ``failed`` until a human acts. The hint for each class says
+how: most classes only need ``objlib enqueue --retry-failed``; a file that changed or vanished
+under the worker needs ``objlib scan`` first, so the catalogue learns its new content (or that
+it is gone) before anything is retried.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from objlib.catalog.lifecycle import FAILED, SKIPPED
+from objlib.settings import Settings
+from objlib.status import ago, existing_catalog, read_transaction
+
+RETRY = "objlib enqueue --retry-failed"
+
+# error class -> what to do before RETRY ({root}: the library folder); default: RETRY alone
+_BEFORE_RETRY = {
+    "changed": "the file changed while it was uploaded: `objlib scan {root}` first",
+    "vanished": "the file is gone: `objlib scan {root}` first (it becomes deleted)",
+    "unreadable": "make the file readable, then `objlib scan {root}`",
+    "permanent": "the API refused it: read the message and fix the file or the settings",
+    "config": "fix the configuration (GEMINI_API_KEY, the store) first",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    error_class: str
+    message: str | None
+    attempts: int
+    rate_limited: int
+    failed_at: float | None
+    version: int
+
+
+@dataclass(frozen=True)
+class Skip:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FailuresReport:
+    library_root: str | None
+    failures: list[Failure]  # newest first, after the --class filter
+    by_class: dict[str, int]  # every failed row, most frequent class first
+
+    def hint(self, error_class: str) -> str:
+        """What to run to fix the failures of one class."""
+        before = _BEFORE_RETRY.get(error_class)
+        if before is None:
+            return RETRY
+        return f"{before.format(root=self.library_root or 'LIBRARY')}, then `{RETRY}`"
+
+    def to_json(self) -> dict:
+        return {"failed": [asdict(f) for f in self.failures], "by_class": self.by_class,
+                "hints": {c: self.hint(c) for c in self.by_class}}
+
+
+@dataclass(frozen=True)
+class SkippedReport:
+    skipped: list[Skip]  # by path
+    by_reason: dict[str, int]  # grouped by reason_group, most frequent first
+
+    def to_json(self) -> dict:
+        return {"skipped": [asdict(s) for s in self.skipped], "by_reason": self.by_reason}
+
+
+def failures_report(settings: Settings, error_class: str | None = None) -> FailuresReport:
+    """Failed rows (optionally of one class) and the counts per class of all of them."""
+    rows, root = _read(settings, "SELECT path, COALESCE(error_class, 'unknown'), error_message, "
+                       "attempts, rate_limited, failed_at, version FROM files WHERE state=? "
+                       "ORDER BY failed_at DESC, path", FAILED)
+    failures = [Failure(*r) for r in rows]
+    return FailuresReport(library_root=root,
+                          failures=[f for f in failures if error_class in (None, f.error_class)],
+                          by_class=_counts(f.error_class for f in failures))
+
+
+def skipped_report(settings: Settings) -> SkippedReport:
+    """Skipped rows with their reasons, and the counts per reason group."""
+    rows, _ = _read(settings, "SELECT path, COALESCE(skip_reason, 'unknown') FROM files "
+                    "WHERE state=? ORDER BY path", SKIPPED)
+    skipped = [Skip(*r) for r in rows]
+    return SkippedReport(skipped=skipped, by_reason=_counts(reason_group(s.reason)
+                                                            for s in skipped))
+
+
+def _read(settings: Settings, sql: str, state: str):
+    catalog = existing_catalog(settings)
+    try:
+        with read_transaction(catalog) as cat:
+            return [tuple(r) for r in cat.query(sql, (state,))], cat.get_meta("library_root")
+    finally:
+        catalog.close()
+
+
+def reason_group(reason: str) -> str:
+    """Skip reasons carrying a per-file figure ("too large: 123 bytes > 100 MB") are grouped
+    by what comes before the colon; the others are their own group."""
+    head, sep, tail = reason.partition(":")
+    return head if sep and any(c.isdigit() for c in tail) else reason
+
+
+def _counts(keys) -> dict[str, int]:
+    return dict(sorted(Counter(keys).items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# ---------------------------------------------------------------------------- Rich
+
+
+def failures_view(report: FailuresReport, *, now: float):
+    """The failed files, then the counts per class with the fix for each."""
+    if not report.by_class:
+        return Text("no failed files")
+    files = _table(f"{len(report.failures)} failed file(s)",
+                   ("path", "class", "attempts", "failed", "message"),
+                   [(f.path, f.error_class,
+                     str(f.attempts) + (f" (+{f.rate_limited} × 429)" if f.rate_limited else ""),
+                     ago(f.failed_at, now), f.message or "") for f in report.failures])
+    classes = _table("by class", ("class", "files", "fix"),
+                     [(c, str(n), report.hint(c)) for c, n in report.by_class.items()])
+    return Group(files, classes)
+
+
+def skipped_view(report: SkippedReport):
+    """The skipped files with their reasons, then the counts per reason."""
+    if not report.skipped:
+        return Text("no skipped files")
+    files = _table(f"{len(report.skipped)} skipped file(s)", ("path", "reason"),
+                   [(s.path, s.reason) for s in report.skipped])
+    reasons = _table("by reason", ("reason", "files"),
+                     [(r, str(n)) for r, n in report.by_reason.items()])
+    return Group(files, reasons)
+
+
+_NUMERIC = ("attempts", "files")
+
+
+def _table(title: str, columns, rows):
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, overflow="fold", justify="right" if name in _NUMERIC else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
