@@ -88,17 +88,18 @@ class _Text:
         return " ".join(words) + rng.choice(".....?!")
 
     def body(self, n_bytes: int) -> str:
-        """About ``n_bytes`` of paragraphs (speaker turns, like a transcript)."""
+        """Paragraphs (speaker turns, like a transcript) of just under ``n_bytes``."""
         rng = self.rng
         average = sum(len(s) for s in self.sentences[:200]) / 200 + 1
-        picked = rng.choices(self.sentences, k=max(1, int(n_bytes / average)))
+        picked = rng.choices(self.sentences, k=max(1, int(1.1 * n_bytes / average)))
         paragraphs, i = [], 0
         while i < len(picked):
             step = rng.randint(3, 9)
             speaker = rng.choice(("Speaker", "Q", "A"))
             paragraphs.append(f"{speaker}: " + " ".join(picked[i:i + step]))
             i += step
-        return "\n\n".join(paragraphs) + "\n"
+        text = "\n\n".join(paragraphs)  # ASCII: one byte a character
+        return text[:text.rfind(" ", 0, n_bytes - 1)].rstrip() + "\n"
 
     def title(self, words: tuple[int, int] = (2, 5)) -> str:
         n = self.rng.randint(*words)
@@ -106,7 +107,7 @@ class _Text:
 
 
 def _transcript_bytes(rng: random.Random) -> int:
-    return int(math.exp(rng.uniform(math.log(5_000), math.log(100_000))))
+    return int(math.exp(rng.uniform(math.log(5_200), math.log(100_000))))
 
 
 def make_library(out: str | Path, files: int, seed: int = 1) -> list[str]:
@@ -136,7 +137,8 @@ def make_library(out: str | Path, files: int, seed: int = 1) -> list[str]:
     counters: dict = {}
     for i in range(files - len(written)):
         rel = _good_path(rng, text, counters, i)
-        write(rel, f"{Path(rel).stem}\n\n" + text.body(_transcript_bytes(rng)))
+        title = f"{Path(rel).stem}\n\n"
+        write(rel, title + text.body(_transcript_bytes(rng) - len(title.encode())))
     return written
 
 

@@ -61,8 +61,8 @@ def test_a_course_name_may_contain_the_separator():
 
 
 def test_a_user_pattern_from_config_is_tried_first(home, tmp_path):
-    (home / "config.toml").write_text(
-        "metadata_patterns = ['^Lectures/(?P<course>[^/]+)/(?P<lesson>[0-9]+)\\. (?P<topic>.+)$']\n")
+    pattern = r"^Lectures/(?P<course>[^/]+)/(?P<lesson>[0-9]+)\. (?P<topic>.+)$"
+    (home / "config.toml").write_text(f"metadata_patterns = ['{pattern}']\n")
     lib = tmp_path / "library"
     (lib / "Lectures" / "Ethics").mkdir(parents=True)
     (lib / "Lectures" / "Ethics" / "03. Egoism.txt").write_text("text\n")

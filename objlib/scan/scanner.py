@@ -67,7 +67,7 @@ class ScanSummary:
     changed: int = 0
     unchanged: int = 0
     touched: int = 0  # same content; size, mtime or metadata refreshed
-    restored: int = 0
+    restored: int = 0  # deleted, back unchanged: indexed again (pending if its document is gone)
     deleted: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> files
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new), by content
@@ -103,7 +103,10 @@ def scan_library(settings: Settings, root: str | os.PathLike, *, dry_run: bool =
     """Bring the catalogue up to date with the library at ``root``.
 
     ``dry_run`` computes the same summary and writes nothing (no catalogue is created).
-    Raises LibraryError when the root cannot be scanned or belongs to another catalogue.
+    ``progress(bytes_read, bytes_to_read)`` is called while files are read; ``hash_workers``
+    is the number of reading threads (default 4, 1 reads in this thread); ``now`` (epoch
+    seconds) stamps every row this scan writes. Raises LibraryError when the root cannot be
+    scanned or belongs to another catalogue, ConfigError for a bad metadata pattern.
     """
     started = time.perf_counter()
     root_path = check_root(root)
