@@ -111,3 +111,11 @@ def test_new_patterns_refresh_metadata_without_reading_files(home, tmp_path, mon
         quality, version = conn.execute("SELECT metadata_quality, version FROM files").fetchone()
     conn.close()
     assert (quality, version) == ("complete", 1)
+
+
+def test_user_patterns_win_over_the_built_in_ones():
+    mine = r"(?P<series>[^/]+) - Lesson (?P<episode>[0-9]+) - (?P<title>.+)$"
+    patterns = compile_patterns((mine,))
+    values, quality = parse_path("Courses/Logic/Logic - Lesson 3 - Terms.txt", patterns)
+    assert (values.get("series"), values.get("episode"), "lesson" in values, quality) == (
+        "Logic", 3, False, "complete")
