@@ -250,11 +250,14 @@ def test_a_symlink_loop_is_detected_and_recorded(settings, lib):
     (lib / "A" / "up").symlink_to(lib, target_is_directory=True)
     (lib / "A" / "self").symlink_to(lib / "A", target_is_directory=True)
     (lib / "dangling.txt").symlink_to(lib / "missing.txt")
+    (lib / "ping.txt").symlink_to(lib / "pong.txt")
+    (lib / "pong.txt").symlink_to(lib / "ping.txt")
 
     scan_library(settings, lib)
 
     rows = catalogue(settings)
     assert rows["A/up"]["skip_reason"] == rows["A/self"]["skip_reason"] == "symlink loop"
+    assert rows["ping.txt"]["skip_reason"] == rows["pong.txt"]["skip_reason"] == "symlink loop"
     assert rows["dangling.txt"]["skip_reason"] == "broken symlink"
     assert [p for p, r in rows.items() if r["state"] == "pending"] == ["A/a.txt"]
 

@@ -24,6 +24,7 @@ decoder together (a character split across two chunks is fine; so is a BOM).
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import os
 import stat
@@ -161,8 +162,9 @@ def _classify(child: os.DirEntry, rel: str, root_real: str, ancestors: frozenset
         lst = child.stat(follow_symlinks=False)
         try:
             st = os.stat(child.path)
-        except OSError:
-            entries.append(Entry(rel, child.path, None, lst.st_mtime_ns, SYMLINK_BROKEN))
+        except OSError as exc:
+            reason = SYMLINK_LOOP if exc.errno == errno.ELOOP else SYMLINK_BROKEN
+            entries.append(Entry(rel, child.path, None, lst.st_mtime_ns, reason))
             return None
         target = os.path.realpath(child.path)
         if not (target == root_real or target.startswith(root_real + os.sep)):
