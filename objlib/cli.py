@@ -237,3 +237,32 @@ def failures(ctx, as_json, error_class, skipped):
         Console().print(fl.skipped_view(report))
     else:
         Console().print(fl.failures_view(report, now=time.time()))
+
+
+@cli.command()
+@click.option("--fix", is_flag=True, help="Repair every kind of drift found (default: report only).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.pass_context
+@_fail_cleanly
+def reconcile(ctx, fix, as_json):
+    """Compare the store's real document list with the catalogue: missing, orphaned,
+    duplicated, stale, failed and stuck documents, and rows whose task was lost.
+
+    A dry run unless --fix. A document the catalogue records as current is never deleted.
+
+    \b
+    Example:
+        objlib reconcile && objlib reconcile --fix --json > reconcile.json
+    """
+    import json
+
+    from rich.console import Console
+
+    from objlib.reconcile import reconcile as run_reconcile
+    from objlib.reconcile import render
+
+    report = run_reconcile(settings_of(ctx), fix=fix)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        Console().print(render(report))

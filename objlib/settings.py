@@ -49,6 +49,8 @@ class Settings:
     # HTTP timeout for one API call
     request_timeout_s: float = 120.0
     log_json: bool = False
+    # a worker runs `objlib reconcile --fix` this often (0 = never; long runs may set it)
+    reconcile_every_minutes: int = 0
 
     @property
     def library_db(self) -> Path:

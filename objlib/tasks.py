@@ -103,3 +103,15 @@ def _worker_started():
 
 
 _started = False
+
+
+@huey.periodic_task(crontab(minute="*"), name="reconcile_store")
+def reconcile_store():
+    """Off by default: with ``reconcile_every_minutes = N`` in config.toml, the consumer that
+    runs periodic tasks reconciles the store with the catalogue (and fixes drift) every N
+    minutes, counted from the last reconcile of any kind."""
+    from objlib import reconcile
+
+    ctx = context()
+    if reconcile.due(ctx.settings, ctx.catalog):
+        reconcile.reconcile(ctx.settings, catalog=ctx.catalog, fix=True)

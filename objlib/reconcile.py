@@ -1,0 +1,464 @@
+"""Reconciliation: the catalogue says what *should* be in the store; only the store's own
+document list says what *is*.
+
+``reconcile`` lists every document of the store once (all pages, 20 a page: the API's
+maximum), then reads the catalogue, and sorts every difference into one kind:
+
+==============  ========================================================  =====================
+kind            what                                                      ``fix``
+==============  ========================================================  =====================
+missing         an indexed row whose document is not in the store         row reset to pending,
+                                                                          then enqueued
+orphans         a document no row, removal or metadata accounts for       deleted
+duplicates      another document for a file version whose recorded        deleted (the recorded
+                document is a different one                               one stays)
+stale           a document of a replaced or deleted version, or one       deleted (its removal
+                whose removal has been open longer than removal_after_s   closed)
+failed          a document in STATE_FAILED                                deleted; a row that
+                                                                          held it is reset
+stuck_pending   a document STATE_PENDING for longer than pending_after_s  as failed
+stuck_rows      a row in flight whose task is gone (queue.is_stuck)       queue.recover
+==============  ========================================================  =====================
+
+Safety, in order of importance:
+
+- A document that the catalogue records as a row's current one (``files.document`` of a row
+  that is not deleted) is never deleted. The one exception is a current document that is
+  STATE_FAILED (or STATE_PENDING for far too long): its row is reset to pending first, so it
+  stops being current, and only then is it deleted. Every delete re-checks the catalogue
+  right before it is sent.
+- The document list is read *before* the catalogue: a document that an import creates while
+  the list is read is then either not listed, or its row is already in flight and the
+  document is left to the task (an in-flight row's unrecorded document is never drift). A
+  row indexed after the listing began is not "missing" either.
+- Every delete is recorded in ``removals`` first and closed when the store confirms it
+  (403/404 count as gone), so a crash mid-fix leaves the rest to ``queue.recover``.
+
+The result (time, counts per kind, fixed or not) is kept in the catalogue's ``meta`` under
+``last_reconcile`` for ``objlib status``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from objlib import queue
+from objlib.catalog import Catalog, open_catalog
+from objlib.catalog import lifecycle as lc
+from objlib.errors import ObjlibError
+from objlib.gemini.errors import GeminiError
+from objlib.log import get_logger
+from objlib.settings import Settings
+from objlib.throttle import Deferred, Throttle
+
+log = get_logger("objlib.reconcile")
+
+KINDS = ("missing", "orphans", "duplicates", "stale", "failed", "stuck_pending", "stuck_rows")
+META_KEY = "last_reconcile"
+PENDING_AFTER_S = 30 * 60.0   # a document still STATE_PENDING after this is stuck
+REMOVAL_AFTER_S = 60 * 60.0   # an open removal whose document is still listed after this
+_DUE_SLACK_S = 30.0           # the periodic task runs on the minute; do not skip a beat
+_ACTIVE, _PENDING, _FAILED = "STATE_ACTIVE", "STATE_PENDING", "STATE_FAILED"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One difference between the catalogue and the store."""
+
+    kind: str
+    document: str | None  # the store's document name (None for missing and stuck rows)
+    path: str | None
+    file_id: int | None
+    version: int | None
+    state: str | None     # the document's state, or the row's for missing / stuck rows
+    detail: str
+
+
+@dataclass(frozen=True)
+class OpenRemoval:
+    id: int
+    document: str
+    file_id: int | None
+    requested_at: float
+
+
+@dataclass
+class Report:
+    """What one reconcile found and, with ``fix``, what it did."""
+
+    store: str
+    at: float
+    fix: bool
+    documents: int = 0
+    rows: int = 0
+    findings: dict[str, list[Finding]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    fixed: Counter = field(default_factory=Counter)
+    actions: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    remote_calls: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {kind: len(self.findings[kind]) for kind in KINDS}
+
+    @property
+    def drift(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> dict:
+        """The record kept in ``meta.last_reconcile``."""
+        return {"at": round(self.at, 3), "duration_s": round(self.duration_s, 3),
+                "store": self.store, "documents": self.documents, "fix": self.fix,
+                "drift": self.drift, "counts": self.counts,
+                "fixed": {kind: self.fixed[kind] for kind in KINDS} if self.fix else None,
+                "errors": len(self.errors), "remote_calls": self.remote_calls}
+
+    def to_dict(self) -> dict:
+        """The ``--json`` object: the summary, every finding and every action."""
+        out = self.summary()
+        out.update(rows=self.rows, actions=self.actions, error_messages=self.errors,
+                   findings={kind: [_finding_dict(f) for f in self.findings[kind]]
+                             for kind in KINDS})
+        return out
+
+
+def _finding_dict(finding: Finding) -> dict:
+    out = asdict(finding)
+    del out["kind"]
+    return out
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None = None,
+              gemini=None, now: float | None = None, pending_after_s: float | None = None,
+              removal_after_s: float = REMOVAL_AFTER_S) -> Report:
+    """Compare the store's document list with the catalogue; with ``fix``, repair each kind.
+
+    ``gemini`` defaults to a client whose requests pass the shared rate limiter (waiting for
+    a slot rather than failing). ``pending_after_s`` defaults to 30 min, or the poll timeout
+    if that is longer (a document the poll still waits for is not stuck).
+    """
+    started = time.monotonic()
+    own_catalog = catalog is None
+    catalog = catalog or open_catalog(settings)
+    store = catalog.get_meta("store")
+    if not store:
+        if own_catalog:
+            catalog.close()
+        raise ObjlibError("no store recorded in the catalogue yet: run `objlib enqueue` "
+                          "first (it creates the store)")
+    calls = Counter()
+    client, closers = (gemini, []) if gemini is not None else _client(settings, calls)
+    now = time.time() if now is None else now
+    report = Report(store=store, at=now, fix=fix)
+    try:
+        listed_at = time.time()
+        docs = list(client.list_documents(store))  # first: see the module's docstring
+        rows = [lc.FileRow.from_row(r) for r in catalog.query("SELECT * FROM files")]
+        removals = open_removals(catalog)
+        report.documents, report.rows = len(docs), len(rows)
+        report.findings = find_drift(
+            docs, rows, removals, listed_at=listed_at, now=now,
+            pending_after_s=(max(PENDING_AFTER_S, settings.poll_timeout_s)
+                             if pending_after_s is None else pending_after_s),
+            removal_after_s=removal_after_s)
+        live = queue.live_tasks(queue.bind(settings).huey)
+        report.findings["stuck_rows"] = [
+            _row_finding("stuck_rows", r, "in flight, but no task holds it")
+            for r in rows if r.state in lc.IN_FLIGHT and queue.is_stuck(r, live, now)]
+        if fix:
+            _Repair(settings, catalog, client, report, now).run()
+    finally:
+        for close in closers:
+            close()
+        report.remote_calls = calls["requests"]
+        report.duration_s = time.monotonic() - started
+        try:
+            catalog.set_meta(META_KEY, json.dumps(report.summary()))
+        finally:
+            if own_catalog:
+                catalog.close()
+    log.info("reconciled", store=store, fix=fix, documents=report.documents,
+             duration_s=round(report.duration_s, 3), **report.counts)
+    return report
+
+
+def _client(settings: Settings, calls: Counter):
+    """A GeminiClient whose every request waits for the shared rate limiter (and feeds the
+    circuit breaker), counted in ``calls``. A command may wait; a task would re-schedule."""
+    from objlib.gemini.client import GeminiClient
+    from objlib.pipeline import process_owner
+
+    throttle = Throttle.from_settings(settings)
+    holder = f"reconcile:{process_owner()}"
+
+    def on_request(call: str, cost: int) -> None:
+        calls["requests"] += 1
+        while True:
+            try:
+                return throttle.acquire(holder, cost)
+            except Deferred as d:
+                time.sleep(d.delay_s)
+
+    client = GeminiClient.from_env(settings, on_request=on_request,
+                                   on_response=lambda call, status: throttle.record(status))
+    return client, [client.close, throttle.close]
+
+
+def open_removals(catalog: Catalog) -> list[OpenRemoval]:
+    rows = catalog.query("SELECT id, document, file_id, requested_at FROM removals "
+                         "WHERE removed_at IS NULL")
+    return [OpenRemoval(**dict(r)) for r in rows]
+
+
+# ---------------------------------------------------------------------------- the decisions
+
+
+def find_drift(docs: Iterable, rows: list[lc.FileRow], removals: list[OpenRemoval], *,
+               listed_at: float, now: float, pending_after_s: float = PENDING_AFTER_S,
+               removal_after_s: float = REMOVAL_AFTER_S) -> dict[str, list[Finding]]:
+    """Every kind but ``stuck_rows`` (which needs the queue), from a document list and a
+    catalogue read *after* it. Pure: no I/O."""
+    found: dict[str, list[Finding]] = {kind: [] for kind in KINDS}
+    current = {r.document: r for r in rows if r.document and r.state != lc.DELETED}
+    gone_rows = {r.document: r for r in rows if r.document and r.state == lc.DELETED}
+    previous = {r.previous_document for r in rows if r.previous_document}
+    by_id = {r.id: r for r in rows}
+    removing = {rm.document: rm for rm in removals}
+    listed = set()
+    for doc in docs:
+        listed.add(doc.name)
+        kind, row, detail = _judge(doc, current, gone_rows, previous, by_id, removing,
+                                   now=now, pending_after_s=pending_after_s,
+                                   removal_after_s=removal_after_s)
+        if kind is not None:
+            found[kind].append(_doc_finding(kind, doc, row, detail))
+    for row in rows:
+        if row.state == lc.INDEXED and row.document not in listed and \
+                (row.indexed_at or 0) < listed_at:
+            found["missing"].append(_row_finding(
+                "missing", row, f"indexed, but {row.document or 'no document'} is not in the "
+                                "store"))
+    return found
+
+
+def _judge(doc, current, gone_rows, previous, by_id, removing, *, now, pending_after_s,
+           removal_after_s):
+    """(kind or None, the row it concerns, why) for one listed document."""
+    row = current.get(doc.name)
+    if doc.state == _FAILED:
+        return "failed", row or by_id.get(_meta_int(doc, "objlib_file_id")), "STATE_FAILED"
+    age_s = now - (doc.create_time or now)
+    if doc.state == _PENDING and age_s > pending_after_s:
+        return ("stuck_pending", row or by_id.get(_meta_int(doc, "objlib_file_id")),
+                f"STATE_PENDING for {age_s / 60:.0f} min")
+    if row is not None:
+        return None, row, "the current document"
+    if doc.name in removing:
+        removal = removing[doc.name]
+        waited_s = now - removal.requested_at
+        if waited_s > removal_after_s:
+            return ("stale", by_id.get(removal.file_id),
+                    f"its removal has been open for {waited_s / 60:.0f} min")
+        return None, None, "being removed"
+    if doc.name in previous:
+        return None, None, "the replaced version, kept until its successor is indexed"
+    if doc.name in gone_rows:
+        return "stale", gone_rows[doc.name], "its file was deleted"
+    return _judge_by_metadata(doc, by_id)
+
+
+def _judge_by_metadata(doc, by_id):
+    """A document the catalogue does not name: its metadata says whose it was."""
+    file_id, version = _meta_int(doc, "objlib_file_id"), _meta_int(doc, "objlib_version")
+    row = by_id.get(file_id)
+    if row is None or version is None:
+        return "orphans", None, "no catalogue row names it"
+    if row.state in (lc.DELETED, lc.SKIPPED):
+        return "stale", row, f"its file is {row.state}"
+    if version < row.version:
+        return "stale", row, f"version {version}, replaced by version {row.version}"
+    if version == row.version and row.state in lc.IN_FLIGHT:
+        # perhaps made by the import in flight right now: its task records it (a real
+        # duplicate is found by the first reconcile after the row is indexed)
+        return None, row, "made by an import still in flight"
+    if version == row.version and row.document:
+        return "duplicates", row, f"the catalogue records {row.document}"
+    return "orphans", row, f"version {version}, but the row ({row.state}) records no document"
+
+
+def _meta_int(doc, key: str) -> int | None:
+    try:
+        return int(doc.custom_metadata.get(key))
+    except (TypeError, ValueError):
+        return None
+
+
+def _doc_finding(kind: str, doc, row: lc.FileRow | None, detail: str) -> Finding:
+    path = row.path if row is not None else doc.custom_metadata.get("path")
+    return Finding(kind, doc.name, path if isinstance(path, str) else None,
+                   _meta_int(doc, "objlib_file_id") if row is None else row.id,
+                   _meta_int(doc, "objlib_version"), doc.state, detail)
+
+
+def _row_finding(kind: str, row: lc.FileRow, detail: str) -> Finding:
+    return Finding(kind, row.document, row.path, row.id, row.version, row.state, detail)
+
+
+# ---------------------------------------------------------------------------- the repairs
+
+
+class _Repair:
+    """``--fix``: each kind repaired in the order that never loses a good document."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, gemini, report: Report, now: float):
+        self.settings, self.catalog, self.gemini = settings, catalog, gemini
+        self.report, self.now = report, now
+        self.reset: list[str] = []
+
+    def run(self) -> None:
+        found = self.report.findings
+        for finding in found["failed"] + found["stuck_pending"]:
+            # a failed current document: its row forgets it first, then it is deleted
+            row = self._row(finding)
+            if row is not None and row.document == finding.document:
+                self._reset(row, finding, lc.ELIGIBLE, f"reconcile: document {finding.state}")
+            if self._delete(finding):
+                self.report.fixed[finding.kind] += 1
+        for finding in found["missing"]:
+            row = self._row(finding)
+            if row is not None and (row.version, row.document) == (finding.version,
+                                                                   finding.document) \
+                    and self._reset(row, finding, (lc.INDEXED,),
+                                    "reconcile: document missing from the store"):
+                self.report.fixed["missing"] += 1
+        for finding in found["orphans"] + found["duplicates"] + found["stale"]:
+            if self._delete(finding):
+                self.report.fixed[finding.kind] += 1
+        self._requeue(found["stuck_rows"])
+
+    def _row(self, finding: Finding) -> lc.FileRow | None:
+        """The finding's row as it is now (it may have moved on since the listing)."""
+        return None if finding.file_id is None else lc.get(self.catalog, finding.file_id)
+
+    def _reset(self, row: lc.FileRow, finding: Finding, from_states, why: str) -> bool:
+        if not lc.reset_to_pending(self.catalog, row.id, row.version, self.now, why,
+                                   from_states=from_states):
+            return False
+        self.reset.append(row.path)
+        self._act("reset", finding, path=row.path)
+        return True
+
+    def _delete(self, finding: Finding) -> bool:
+        """Delete one document, recorded in ``removals`` until the store confirms it."""
+        name, cat = finding.document, self.catalog
+        if cat.query("SELECT 1 FROM files WHERE document=? AND state!=? LIMIT 1",
+                     (name, lc.DELETED)):
+            self.report.errors.append(f"{name}: left alone, the catalogue records it as a "
+                                      "current document")
+            return False
+        lc.schedule_removal(cat, name, finding.file_id, f"reconcile: {finding.kind}", self.now)
+        removal = cat.query("SELECT id FROM removals WHERE document=? AND removed_at IS NULL",
+                            (name,))
+        try:
+            self.gemini.delete_document(name)  # False: already gone, which is as good
+        except GeminiError as err:
+            if removal:
+                lc.record_removal_error(cat, removal[0]["id"], err.kind, str(err), time.time())
+            self.report.errors.append(f"{name}: {err}")
+            return False
+        if removal:
+            lc.mark_removed(cat, removal[0]["id"], time.time())
+        self._act("delete", finding)
+        return True
+
+    def _requeue(self, stuck: list[Finding]) -> None:
+        """Reset rows go through the normal enqueue path (which also runs queue.recover);
+        with nothing reset, stuck rows only need queue.recover."""
+        if self.reset:
+            summary = queue.enqueue(self.settings, gemini=self.gemini, now=self.now)
+            recovered = summary.recovered
+            for path in summary.enqueued:
+                self.report.actions.append({"action": "enqueue", "kind": None, "document": None,
+                                            "path": path})
+        elif stuck:
+            recovered = queue.recover(self.settings, self.catalog, now=self.now)
+        else:
+            return
+        handed = set(recovered.requeued) | set(recovered.polls) | set(self.reset)
+        for finding in stuck:
+            if finding.path in handed:
+                self.report.fixed["stuck_rows"] += 1
+                self._act("recover", finding)
+
+    def _act(self, action: str, finding: Finding, path: str | None = None) -> None:
+        self.report.actions.append({"action": action, "kind": finding.kind,
+                                    "document": finding.document,
+                                    "path": path or finding.path})
+        log.info("reconcile.fix", action=action, kind=finding.kind, document=finding.document,
+                 path=path or finding.path)
+
+
+# ---------------------------------------------------------------------------- periodic
+
+
+def last_result(catalog: Catalog) -> dict | None:
+    """The last reconcile's summary (``Report.summary()``), None if there was none."""
+    text = catalog.get_meta(META_KEY)
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def due(settings: Settings, catalog: Catalog, now: float | None = None) -> bool:
+    """Whether the periodic reconcile should run now (never when the setting is 0)."""
+    every_s = settings.reconcile_every_minutes * 60.0
+    if every_s <= 0:
+        return False
+    now = time.time() if now is None else now
+    last = last_result(catalog)
+    return last is None or now - float(last.get("at") or 0) >= every_s - _DUE_SLACK_S
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def render(report: Report, *, max_items: int = 10):
+    """The report for a terminal: counts per kind (and fixed), then the first items of each."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    head = "fix" if report.fix else "dry run: nothing changed (use --fix to repair)"
+    table = Table(title=f"reconcile of {report.store} — {head}", title_justify="left")
+    table.add_column("kind")
+    table.add_column("found", justify="right")
+    if report.fix:
+        table.add_column("fixed", justify="right")
+    for kind, count in report.counts.items():
+        table.add_row(kind, str(count), *([str(report.fixed[kind])] if report.fix else []))
+    table.caption = (f"{report.documents} documents, {report.rows} catalogue rows, "
+                     f"{report.remote_calls} remote calls, {report.duration_s:.2f} s")
+    table.caption_justify = "left"
+    lines = []
+    for kind in KINDS:
+        items = report.findings[kind]
+        for f in items[:max_items]:
+            lines.append(f"{kind}: {f.document or '-'}  {f.path or '?'}  ({f.detail})")
+        if len(items) > max_items:
+            lines.append(f"{kind}: ... and {len(items) - max_items} more (see --json)")
+    enqueued = sum(a["action"] == "enqueue" for a in report.actions)
+    if enqueued:
+        lines.append(f"enqueued {enqueued} file(s); the workers upload them")
+    lines += [f"error: {e}" for e in report.errors]
+    if not report.drift:
+        lines.append("the store matches the catalogue")
+    return Group(table, Text("\n".join(lines)))
