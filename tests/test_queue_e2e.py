@@ -48,12 +48,17 @@ def assert_exactly_one_document_per_indexed_file(settings, emu) -> None:
 
 
 def settle(settings, total: int, timeout_s: float = 120.0) -> dict:
-    """Wait until every eligible row is indexed or failed."""
+    """Wait until every eligible row is indexed or failed; show why any failed."""
     def done():
         states = file_states(settings)
         finished = states.get("indexed", 0) + states.get("failed", 0)
         return states if finished == total else None
-    return wait_for(done, timeout_s, 0.2, f"{total} files indexed or failed")
+    states = wait_for(done, timeout_s, 0.2, f"{total} files indexed or failed")
+    catalog = open_catalog(settings)
+    for row in catalog.query("SELECT path, error_class, error_message FROM files "
+                             "WHERE state='failed'"):
+        print("failed:", dict(row))
+    return states
 
 
 def scanned(settings, library, count: int, **kw) -> int:

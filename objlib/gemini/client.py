@@ -22,6 +22,7 @@ import ipaddress
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ class GeminiClient:
         self.on_response = on_response
         self._sdk_client = None
         self._sdk_pid: int | None = None
+        self._sdk_lock = threading.Lock()
         self._inherited = None  # a client built before a fork: kept alive, never used or closed
 
     @classmethod
@@ -244,6 +246,13 @@ class GeminiClient:
         self.close()
 
     def _sdk(self):
+        # worker threads share this client: build the SDK client once, under a lock (a second
+        # genai.Client replacing the first would be garbage-collected, and its __del__ closes
+        # the connections another thread is still using)
+        with self._sdk_lock:
+            return self._sdk_locked()
+
+    def _sdk_locked(self):
         if self._sdk_client is None or self._sdk_pid != os.getpid():
             if self._sdk_client is not None:  # forked: the parent's connections are not ours
                 self._inherited, self._sdk_client = self._sdk_client, None
