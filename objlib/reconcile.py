@@ -185,7 +185,7 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
         finally:
             if own_catalog:
                 catalog.close()
-    log.info("reconciled", store=store, fix=fix, documents=report.documents,
+    (log.info if fix else log.debug)("reconciled", store=store, fix=fix, documents=report.documents,
              duration_s=round(report.duration_s, 3), **report.counts)
     return report
 
@@ -437,28 +437,37 @@ def render(report: Report, *, max_items: int = 10):
     from rich.table import Table
     from rich.text import Text
 
-    head = "fix" if report.fix else "dry run: nothing changed (use --fix to repair)"
-    table = Table(title=f"reconcile of {report.store} — {head}", title_justify="left")
+    head = "fixed what it could" if report.fix else "dry run: nothing changed (--fix repairs)"
+    table = Table()
     table.add_column("kind")
     table.add_column("found", justify="right")
     if report.fix:
         table.add_column("fixed", justify="right")
     for kind, count in report.counts.items():
         table.add_row(kind, str(count), *([str(report.fixed[kind])] if report.fix else []))
-    table.caption = (f"{report.documents} documents, {report.rows} catalogue rows, "
-                     f"{report.remote_calls} remote calls, {report.duration_s:.2f} s")
-    table.caption_justify = "left"
-    lines = []
+    title = Text(f"reconcile of {report.store}: {head}")
+    lines = [f"{report.documents} documents, {report.rows} catalogue rows, "
+             f"{report.remote_calls} remote calls, {report.duration_s:.2f} s"]
     for kind in KINDS:
         items = report.findings[kind]
         for f in items[:max_items]:
             lines.append(f"{kind}: {f.document or '-'}  {f.path or '?'}  ({f.detail})")
         if len(items) > max_items:
             lines.append(f"{kind}: ... and {len(items) - max_items} more (see --json)")
+    done = [_action_text(a) for a in report.actions if a["action"] != "enqueue"]
+    lines += done[:max_items * 2]
+    if len(done) > max_items * 2:
+        lines.append(f"... and {len(done) - max_items * 2} more actions (see --json)")
     enqueued = sum(a["action"] == "enqueue" for a in report.actions)
     if enqueued:
         lines.append(f"enqueued {enqueued} file(s); the workers upload them")
     lines += [f"error: {e}" for e in report.errors]
     if not report.drift:
         lines.append("the store matches the catalogue")
-    return Group(table, Text("\n".join(lines)))
+    return Group(title, table, Text("\n".join(lines)))
+
+
+def _action_text(action: dict) -> str:
+    verb = {"delete": "deleted", "reset": "reset to pending", "recover": "handed to a new task"}
+    what = action["document"] if action["action"] == "delete" else action["path"]
+    return f"{verb.get(action['action'], action['action'])}: {what} ({action['kind']})"
