@@ -15,3 +15,8 @@ class CatalogError(ObjlibError):
 
 class LibraryError(ObjlibError):
     """The library folder cannot be scanned (missing, not a directory, unreadable)."""
+
+
+class QueueError(ObjlibError):
+    """The queue file cannot be used (locked, corrupt). The catalogue is the source of truth:
+    a lost queue is rebuilt by `objlib enqueue`."""

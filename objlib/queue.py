@@ -11,12 +11,14 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
+from objlib.errors import QueueError
 from objlib.log import get_logger
 from objlib.settings import Settings
 
@@ -27,14 +29,34 @@ QUEUED_GRACE_S = 5.0  # a queued row's task may be between dequeue and claim thi
 
 def bind(settings: Settings):
     """objlib.tasks.huey, pointed at this settings' queue file (tests and --home change it)."""
-    from objlib import tasks
+    with queue_errors(settings):
+        from objlib import tasks
 
-    filename = str(settings.ensure_home().queue_db)
-    if tasks.huey.storage_kwargs.get("filename") != filename:
-        tasks.huey.storage.close()
-        tasks.huey.storage_kwargs["filename"] = filename
-        tasks.huey.storage = tasks.huey.create_storage()
-    return tasks
+        filename = str(settings.ensure_home().queue_db)
+        if tasks.huey.storage_kwargs.get("filename") != filename:
+            tasks.huey.storage.close()
+            tasks.huey.storage_kwargs["filename"] = filename
+            tasks.huey.storage_kwargs["timeout"] = settings.busy_timeout_s
+            tasks.huey.storage = tasks.huey.create_storage()
+        return tasks
+
+
+@contextmanager
+def queue_errors(settings: Settings):
+    """huey's SQLite errors as a clear QueueError (the catalogue keeps everything needed)."""
+    path = settings.queue_db
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        raise QueueError(f"{path} is locked by another writer for more than "
+                         f"{settings.busy_timeout_s:g} s; nothing is lost — run the command "
+                         "again when it is free") from exc
+    except sqlite3.DatabaseError as exc:
+        raise QueueError(f"{path} is not a usable queue ({exc}). The catalogue is the source "
+                         "of truth: move the file away and run `objlib enqueue` to rebuild "
+                         "the queue") from exc
 
 
 @dataclass
@@ -124,7 +146,7 @@ def _exclusive(settings: Settings):
 def recover(settings: Settings, catalog: Catalog, *, dry_run: bool = False,
             now: float | None = None) -> RecoverSummary:
     """Hand every stuck in-flight row to a new task; re-send lost removals."""
-    with _exclusive(settings) as mine:
+    with _exclusive(settings) as mine, queue_errors(settings):
         if not mine:
             return RecoverSummary()
         return _recover(settings, catalog, dry_run=dry_run, now=now)
@@ -193,14 +215,17 @@ def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = Fal
                             (lc.PENDING,))
     chosen = pending if limit is None else pending[:limit]
     enqueued = []
-    for row in chosen:
-        if dry_run:
-            enqueued.append(row["path"])
-            continue
-        task = _upload_task(tasks, row["id"], row["version"])
-        if lc.mark_queued(catalog, row["id"], row["version"], task.id, now):
-            tasks.huey.enqueue(task)
-            enqueued.append(row["path"])
+    with queue_errors(settings):
+        for row in chosen:
+            if dry_run:
+                enqueued.append(row["path"])
+                continue
+            # the row first: if the enqueue below fails, recovery finds a queued row with no
+            # task and hands it to a new one
+            task = _upload_task(tasks, row["id"], row["version"])
+            if lc.mark_queued(catalog, row["id"], row["version"], task.id, now):
+                tasks.huey.enqueue(task)
+                enqueued.append(row["path"])
     return EnqueueSummary(store=store, enqueued=enqueued, recovered=recovered,
                           retried_failed=retried, remaining=len(pending) - len(chosen),
                           dry_run=dry_run)
@@ -221,4 +246,5 @@ def ensure_store(settings: Settings, catalog: Catalog, gemini=None) -> str:
 def queue_depth(settings: Settings) -> tuple[int, int]:
     """(waiting, scheduled) read straight from huey's storage."""
     tasks = bind(settings)
-    return tasks.huey.pending_count(), tasks.huey.scheduled_count()
+    with queue_errors(settings):
+        return tasks.huey.pending_count(), tasks.huey.scheduled_count()

@@ -48,6 +48,8 @@ class Settings:
     lease_s: float = 300.0
     # HTTP timeout for one API call
     request_timeout_s: float = 120.0
+    # how long to wait for another writer of library.db / queue.db before a clear error
+    busy_timeout_s: float = 30.0
     log_json: bool = False
     # a worker runs `objlib reconcile --fix` this often (0 = never; long runs may set it)
     reconcile_every_minutes: int = 0
@@ -92,6 +94,7 @@ _ENV = {
     "OBJLIB_LEASE_S": "lease_s",
     "OBJLIB_BACKOFF_BASE_S": "backoff_base_s",
     "OBJLIB_LOG_JSON": "log_json",
+    "OBJLIB_BUSY_TIMEOUT_S": "busy_timeout_s",
 }
 
 
@@ -126,6 +129,9 @@ def _build(cls, home: Path, values: dict) -> Settings:
         raise ConfigError("rate_limit_per_minute must be 0 (unlimited) or more")
     if settings.max_attempts < 1:
         raise ConfigError("max_attempts must be at least 1")
+    if not 1 <= len(settings.store_name.strip()) <= 512:
+        raise ConfigError("store_name must be 1 to 512 characters (the store's display name); "
+                          f"got {len(settings.store_name.strip())}")
     return settings
 
 

@@ -21,8 +21,9 @@ from objlib import pipeline
 from objlib.settings import Settings
 from objlib.throttle import Deferred
 
-huey = SqliteHuey("objlib", filename=str(Settings.load().ensure_home().queue_db),
-                  results=False, timeout=30.0)
+_settings = Settings.load().ensure_home()
+huey = SqliteHuey("objlib", filename=str(_settings.queue_db), results=False,
+                  timeout=_settings.busy_timeout_s)
 
 _lock = threading.Lock()
 _context: tuple[int, pipeline.Context] | None = None

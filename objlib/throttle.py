@@ -13,7 +13,8 @@ with plenty of work the sustained rate is close to it. The headroom (0.95) absor
 between a slot and the request actually reaching the server.
 
 Circuit breaker — every response is counted in one-second buckets. When, within the rolling
-window, at least ``breaker_min_429`` requests were answered 429 and they were at least
+window, at least ``breaker_min_429`` requests were answered 429 (or got no answer at all: the
+service is unreachable, and retrying at full speed only burns attempts) and they were at least
 ``breaker_ratio`` of all requests, the breaker opens for a cooldown that doubles each time it
 re-opens soon after closing (up to a maximum). While open, every request is deferred. When the
 cooldown ends the breaker is half-open: traffic flows, the first success closes it, and only
@@ -135,7 +136,7 @@ class Throttle:
     def record(self, status: int | None, now: float | None = None) -> None:
         """Count one response (HTTP status, None for no response) and move the breaker."""
         now = time.time() if now is None else now
-        throttled = int(status == 429)
+        throttled = int(status == 429 or status is None)
         s = self.settings
         with transaction(self.conn) as conn:
             conn.execute("INSERT INTO buckets(second, requests, throttled) VALUES (?, 1, ?) "

@@ -108,12 +108,14 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: str | Path, *, migrate: bool = True) -> sqlite3.Connection:
-    """Open the catalogue (creating it if missing), in WAL mode, migrated to this version."""
+def connect(path: str | Path, *, migrate: bool = True,
+            busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """Open the catalogue (creating it if missing), in WAL mode, migrated to this version.
+    A writer that holds the file longer than ``busy_timeout_s`` gives a clear CatalogError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         conn.row_factory = sqlite3.Row
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -128,12 +130,12 @@ def connect(path: str | Path, *, migrate: bool = True) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         if migrate and version < SCHEMA_VERSION:
             _migrate(conn)
     except sqlite3.OperationalError as exc:
         conn.close()
-        raise locked_or(exc, path) from exc
+        raise locked_or(exc, path, busy_timeout_s) from exc
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise CatalogError(f"{path} is corrupt ({exc}); move it away or restore a copy") from exc
@@ -162,19 +164,22 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def locked_or(exc: sqlite3.OperationalError, path: Path | str) -> Exception:
+def locked_or(exc: sqlite3.OperationalError, path: Path | str,
+              busy_timeout_s: float = BUSY_TIMEOUT_S) -> Exception:
     """A clear CatalogError for 'database is locked', the original error otherwise."""
     if "locked" in str(exc) or "busy" in str(exc):
         return CatalogError(f"{path} is locked by another writer for more than "
-                            f"{BUSY_TIMEOUT_S:.0f} s; is another objlib command stuck?")
+                            f"{busy_timeout_s:g} s; is another objlib command stuck? "
+                            "Nothing was changed; try again when it is done")
     return exc
 
 
 class Catalog:
     """The catalogue file, with one connection per thread (huey runs tasks in threads)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -183,7 +188,7 @@ class Catalog:
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path)
+            conn = connect(self.path, busy_timeout_s=self.busy_timeout_s)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -195,13 +200,13 @@ class Catalog:
             with transaction(self.conn) as conn:
                 yield conn
         except sqlite3.OperationalError as exc:
-            raise locked_or(exc, self.path) from exc
+            raise locked_or(exc, self.path, self.busy_timeout_s) from exc
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
-            raise locked_or(exc, self.path) from exc
+            raise locked_or(exc, self.path, self.busy_timeout_s) from exc
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.query("SELECT value FROM meta WHERE key=?", (key,))
