@@ -1,0 +1,198 @@
+"""Incremental sync end to end: edit, delete, rename, revert — each through scan + enqueue +
+real huey_consumer processes, against the emulator over HTTP. Each ends with exactly one
+document per current file version (the one the catalogue records), none for deleted files,
+no removal left open, and a reconcile that finds nothing."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import signal
+
+import pytest
+
+from conftest import wait_for, write_library
+from objlib import queue, reconcile as rc
+from objlib.catalog import lifecycle as lc
+from objlib.catalog import open_catalog
+from objlib.scan import scan_library
+
+pytestmark = pytest.mark.slow
+
+FILES = 3
+
+
+def documents(emu) -> dict[str, dict]:
+    """Every document in the emulator: name -> {state, customMetadata}."""
+    out = {}
+    for store in emu.stats()["stores"].values():
+        for per_raw_file in store["files"].values():
+            out.update({d["name"]: d for d in per_raw_file})
+    return out
+
+
+def problems(settings, emu) -> list[str]:
+    """Why the store and the catalogue have not converged yet (empty: they have)."""
+    catalog = open_catalog(settings)
+    try:
+        rows = [lc.get(catalog, r["id"]) for r in catalog.query("SELECT id FROM files")]
+        open_removals = lc.open_removals(catalog)
+    finally:
+        catalog.close()
+    docs = documents(emu)
+    per_version = collections.Counter(
+        (int(d["customMetadata"]["objlib_file_id"]), int(d["customMetadata"]["objlib_version"]))
+        for d in docs.values())
+    found = [f"{r.path} is {r.state}" for r in rows if r.state not in (lc.INDEXED, lc.DELETED)]
+    found += [f"removal of {rm.document} still open" for rm in open_removals]
+    indexed = [r for r in rows if r.state == lc.INDEXED]
+    for row in indexed:
+        if per_version[(row.id, row.version)] != 1:
+            found.append(f"{row.path} v{row.version}: {per_version[(row.id, row.version)]} docs")
+        if row.document not in docs:
+            found.append(f"{row.path}: its recorded document {row.document} is not listed")
+    if len(docs) != len(indexed):
+        found.append(f"{len(docs)} documents for {len(indexed)} indexed files")
+    return found
+
+
+def converge(settings, emu, timeout_s: float = 60.0) -> None:
+    wait_for(lambda: not problems(settings, emu), timeout_s, 0.1,
+             "the store to match the catalogue")
+    report = rc.reconcile(settings)
+    assert report.drift == 0, report.to_dict()
+
+
+def sync(settings, library):
+    """What a user runs after changing the library."""
+    summary = scan_library(settings, library)
+    queue.enqueue(settings)
+    return summary
+
+
+def row_of(settings, path: str) -> lc.FileRow:
+    catalog = open_catalog(settings)
+    try:
+        return lc.by_path(catalog, path)
+    finally:
+        catalog.close()
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@pytest.fixture
+def synced(settings, library, emulator, consumers):
+    """FILES files indexed by a running consumer; the test goes on with it running."""
+    write_library(library, FILES)
+    sync(settings, library)
+    consumer = consumers(workers=4)
+    converge(settings, emulator)
+    return consumer
+
+
+NOTE = "Notes/note {:04d}.txt"
+
+
+def test_an_edited_file_is_indexed_anew_and_then_its_old_document_deleted(
+        settings, library, emulator, synced):
+    old = row_of(settings, NOTE.format(0))
+    new_text = "the first note, rewritten\n" * 50
+    (library / old.path).write_text(new_text, encoding="utf-8")
+
+    assert sync(settings, library).changed == 1
+    converge(settings, emulator)
+
+    row = row_of(settings, old.path)
+    assert row.version == old.version + 1 and row.document != old.document
+    assert old.document not in documents(emulator)
+    meta = documents(emulator)[row.document]["customMetadata"]
+    assert meta["content_hash"] == sha256(new_text) and int(meta["objlib_version"]) == row.version
+    # the old document was scheduled for removal only once the new one was indexed
+    catalog = open_catalog(settings)
+    removal = catalog.query("SELECT reason, requested_at, removed_at FROM removals "
+                            "WHERE document=?", (old.document,))[0]
+    catalog.close()
+    assert removal["reason"] == "replaced"
+    assert row.indexed_at <= removal["requested_at"] <= removal["removed_at"]
+
+
+def test_a_deleted_file_has_its_document_removed(settings, library, emulator, synced):
+    gone = row_of(settings, NOTE.format(1))
+    (library / gone.path).unlink()
+
+    assert sync(settings, library).deleted == 1
+    converge(settings, emulator)
+
+    row = row_of(settings, gone.path)
+    assert row.state == lc.DELETED and row.document is None
+    assert gone.document not in documents(emulator)
+    assert len(documents(emulator)) == FILES - 1
+
+
+def test_a_renamed_file_keeps_one_document_under_its_new_path(settings, library, emulator,
+                                                              synced):
+    before = row_of(settings, NOTE.format(2))
+    (library / before.path).rename(library / "Notes" / "renamed note.txt")
+
+    summary = sync(settings, library)
+    assert summary.renamed == [(before.path, "Notes/renamed note.txt")]
+    converge(settings, emulator)
+
+    after = row_of(settings, "Notes/renamed note.txt")
+    docs = documents(emulator)
+    same_content = [d for d in docs.values()
+                    if d["customMetadata"]["content_hash"] == before.content_hash]
+    assert [d["name"] for d in same_content] == [after.document]
+    assert same_content[0]["customMetadata"]["path"] == "Notes/renamed note.txt"
+    assert before.document not in docs and row_of(settings, before.path).state == lc.DELETED
+
+
+def test_a_file_reverted_to_earlier_content_ends_with_one_document(settings, library, emulator,
+                                                                   synced):
+    path = library / NOTE.format(0)
+    original = path.read_text(encoding="utf-8")
+    # edited and indexed, then reverted
+    path.write_text("an edit that will be undone\n" * 40, encoding="utf-8")
+    sync(settings, library)
+    converge(settings, emulator)
+    path.write_text(original, encoding="utf-8")
+    sync(settings, library)
+    converge(settings, emulator)
+    # edited and reverted again before the workers saw the edit
+    path.write_text("an edit undone at once\n" * 40, encoding="utf-8")
+    scan_library(settings, library)
+    path.write_text(original, encoding="utf-8")
+    sync(settings, library)
+    converge(settings, emulator)
+
+    row = row_of(settings, NOTE.format(0))
+    assert row.version == 5 and row.content_hash == sha256(original)
+    mine = [d for d in documents(emulator).values()
+            if int(d["customMetadata"]["objlib_file_id"]) == row.id]
+    assert [d["name"] for d in mine] == [row.document]
+    assert int(mine[0]["customMetadata"]["objlib_version"]) == 5
+
+
+def test_a_removal_survives_a_lost_task_and_a_404_counts_as_gone(settings, library, emulator,
+                                                                 synced, consumers):
+    # Given a deleted file whose removal task was lost (the queue wiped, as by a crash)
+    synced.stop(signal.SIGKILL)
+    gone = row_of(settings, NOTE.format(1))
+    (library / gone.path).unlink()
+    sync(settings, library)
+    queue.bind(settings).huey.flush()
+    catalog = open_catalog(settings)
+    assert [r.document for r in lc.open_removals(catalog)] == [gone.document]
+    # and whose document has already left the store (the delete will answer 404)
+    emulator.state.delete_document(gone.document, force=True)
+
+    # When a consumer starts again (its start-up recovery re-sends open removals)
+    consumers(workers=2)
+
+    # Then the removal is closed: the store confirmed the document is gone
+    wait_for(lambda: not lc.open_removals(catalog), 30, what="the removal to close")
+    catalog.close()
+    converge(settings, emulator)
+    assert emulator.stats()["statuses"].get("404", 0) >= 1
