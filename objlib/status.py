@@ -43,8 +43,9 @@ from objlib.throttle import Throttle, ThrottleState
 QUEUE_NAME = "objlib"  # huey's name in objlib.tasks; not imported: that would create queue.db
 WINDOWS_S = (60, 300, 900)  # throughput over the last 1, 5 and 15 minutes
 ETA_WINDOW_S = 300  # the ETA follows the rate of the last 5 minutes ...
-ETA_MIN_SPAN_S = 60.0  # ... measured over at least a minute
+ETA_MIN_SPAN_S = 15.0  # ... measured over at least 15 s (one lucky row is not a rate)
 ERRORS_WINDOW_S = 3600
+PLAIN_HEARTBEAT_S = 30.0  # --watch without a terminal: a line at least this often
 WORKER_STATES = (UPLOADING, IMPORTING, INDEXED, FAILED)  # history rows only a worker writes
 
 
@@ -118,8 +119,7 @@ def snapshot(settings: Settings, now: float | None = None) -> Snapshot:
 def eta_s(remaining: int, recent_indexed: int, first_recent_at: float | None,
           now: float) -> float | None:
     """Seconds until ``remaining`` rows are done at the recent rate: the rows indexed in the
-    last ETA_WINDOW_S over the time since the first of them (at least ETA_MIN_SPAN_S, so one
-    lucky row is not a rate). 0 when nothing remains; None when nothing was indexed lately."""
+    last ETA_WINDOW_S over the time since the first of them (at least ETA_MIN_SPAN_S). 0 when nothing remains; None when nothing was indexed lately."""
     if remaining <= 0:
         return 0.0
     if recent_indexed <= 0 or first_recent_at is None:
@@ -323,12 +323,21 @@ def rate_text(t: ThrottleState) -> str:
     return f"{t.requests_last_60s} requests in the last 60 s (limit {limit}){throttled}"
 
 
-def reconcile_text(value: dict | str | None) -> str:
+def reconcile_text(value: dict | str | None, now: float) -> str:
+    """``objlib reconcile``'s record in a line: when, how much drift of which kinds, fixed."""
     if value is None:
         return "never"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return value
+    if not isinstance(value, dict):
+        return str(value)
+    parts = [ago(value["at"], now)] if isinstance(value.get("at"), (int, float)) else []
+    if "drift" in value:
+        kinds = ", ".join(f"{k} {n}" for k, n in (value.get("counts") or {}).items() if n)
+        parts.append(f"drift {value['drift']}" + (f" ({kinds})" if kinds else ""))
+    if value.get("fix"):
+        parts.append("fixed")
+    if value.get("errors"):
+        parts.append(f"{value['errors']} error(s)")
+    return ", ".join(parts) or json.dumps(value)
 
 
 def plain_line(snap: Snapshot) -> str:
@@ -398,7 +407,7 @@ def _health_panel(snap: Snapshot):
     grid.add_row("breaker", f"[{breaker_style}]{breaker_text(t)}[/]")
     grid.add_row("rate", rate_text(t))
     grid.add_row("errors 1 h", errors)
-    grid.add_row("reconcile", reconcile_text(snap.last_reconcile))
+    grid.add_row("reconcile", reconcile_text(snap.last_reconcile, snap.generated_at))
     grid.add_row("activity", ago(snap.last_activity_at, snap.generated_at))
     return Panel(grid, title="health", title_align="left", expand=False)
 
@@ -432,10 +441,14 @@ def watch(settings: Settings, *, interval_s: float = 1.0, until_done: bool = Fal
 
 
 def _watch_plain(settings: Settings, interval_s: float, until_done: bool, console) -> Snapshot:
-    snap = snapshot(settings)
+    """A line when the counts change, and every PLAIN_HEARTBEAT_S while they do not."""
+    snap, shown, shown_at = snapshot(settings), None, 0.0
     try:
         while True:
-            console.print(plain_line(snap), highlight=False, soft_wrap=True)
+            figures = (snap.files, snap.waiting, snap.scheduled, snap.throttle.breaker)
+            if figures != shown or snap.generated_at - shown_at >= PLAIN_HEARTBEAT_S:
+                console.print(plain_line(snap), highlight=False, soft_wrap=True)
+                shown, shown_at = figures, snap.generated_at
             if until_done and snap.done:
                 return snap
             time.sleep(interval_s)
