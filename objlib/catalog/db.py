@@ -103,8 +103,42 @@ def _m1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m2_runs(conn: sqlite3.Connection) -> None:
+    """Runs of ``objlib upload`` (objlib.runs): one row per run, and the files it took on in
+    enqueue order (``position``), at the version it took them on."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE runs (
+            id           INTEGER PRIMARY KEY,
+            started_at   REAL NOT NULL,
+            finished_at  REAL,
+            outcome      TEXT NOT NULL,
+            owner        TEXT,
+            store        TEXT,
+            concurrency  INTEGER,
+            batch_size   INTEGER,
+            total        INTEGER NOT NULL DEFAULT 0,
+            indexed      INTEGER,
+            failed       INTEGER,
+            left_over    INTEGER,
+            retried      INTEGER,
+            rate_limited INTEGER
+        );
+        CREATE TABLE run_files (
+            run_id   INTEGER NOT NULL REFERENCES runs(id),
+            position INTEGER NOT NULL,
+            file_id  INTEGER NOT NULL,
+            version  INTEGER NOT NULL,
+            PRIMARY KEY (run_id, position)
+        );
+        CREATE UNIQUE INDEX run_files_file ON run_files(file_id, run_id);
+        """
+    )
+
+
 # Append new migrations at the end; never edit or reorder a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_runs]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
