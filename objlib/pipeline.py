@@ -136,7 +136,11 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
                                         s.lease_s, document=document)
                     step.done("import found after a restart", document=document)
                     return True
-            lc.record_import_requested(cat, file_id, version, task_id, now)
+            if not lc.record_import_requested(cat, file_id, version, task_id, now):
+                # the row moved on during the upload (file deleted or changed, row reset):
+                # an import now would make a document that no row ever records
+                step.done("row moved on before the import; nothing imported")
+                return False
             operation = ctx.gemini.import_file(ctx.store, raw.name, _custom_metadata(row))
             lc.record_operation(cat, file_id, version, task_id, operation, ctx.clock(),
                                 deadline, s.lease_s)

@@ -8,16 +8,15 @@ from __future__ import annotations
 import collections
 import hashlib
 import signal
+import time
 
 import pytest
 
 from conftest import wait_for, write_library
-from objlib import queue, reconcile as rc
+from objlib import pipeline, queue, reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
-
-pytestmark = pytest.mark.slow
 
 FILES = 3
 
@@ -95,6 +94,7 @@ def synced(settings, library, emulator, consumers):
 NOTE = "Notes/note {:04d}.txt"
 
 
+@pytest.mark.slow
 def test_an_edited_file_is_indexed_anew_and_then_its_old_document_deleted(
         settings, library, emulator, synced):
     old = row_of(settings, NOTE.format(0))
@@ -118,6 +118,7 @@ def test_an_edited_file_is_indexed_anew_and_then_its_old_document_deleted(
     assert row.indexed_at <= removal["requested_at"] <= removal["removed_at"]
 
 
+@pytest.mark.slow
 def test_a_deleted_file_has_its_document_removed(settings, library, emulator, synced):
     gone = row_of(settings, NOTE.format(1))
     (library / gone.path).unlink()
@@ -131,6 +132,7 @@ def test_a_deleted_file_has_its_document_removed(settings, library, emulator, sy
     assert len(documents(emulator)) == FILES - 1
 
 
+@pytest.mark.slow
 def test_a_renamed_file_keeps_one_document_under_its_new_path(settings, library, emulator,
                                                               synced):
     before = row_of(settings, NOTE.format(2))
@@ -149,6 +151,7 @@ def test_a_renamed_file_keeps_one_document_under_its_new_path(settings, library,
     assert before.document not in docs and row_of(settings, before.path).state == lc.DELETED
 
 
+@pytest.mark.slow
 def test_a_file_reverted_to_earlier_content_ends_with_one_document(settings, library, emulator,
                                                                    synced):
     path = library / NOTE.format(0)
@@ -175,6 +178,7 @@ def test_a_file_reverted_to_earlier_content_ends_with_one_document(settings, lib
     assert int(mine[0]["customMetadata"]["objlib_version"]) == 5
 
 
+@pytest.mark.slow
 def test_a_removal_survives_a_lost_task_and_a_404_counts_as_gone(settings, library, emulator,
                                                                  synced, consumers):
     # Given a deleted file whose removal task was lost (the queue wiped, as by a crash)
@@ -196,3 +200,36 @@ def test_a_removal_survives_a_lost_task_and_a_404_counts_as_gone(settings, libra
     catalog.close()
     converge(settings, emulator)
     assert emulator.stats()["statuses"].get("404", 0) >= 1
+
+
+def test_a_file_deleted_while_it_uploads_is_not_imported(settings, library, emulator):
+    # Given a row whose upload is under way when a scan finds the file deleted
+    write_library(library, 1)
+    scan_library(settings, library)
+    ctx = pipeline.build_context(settings)
+    queue.ensure_store(settings, ctx.catalog, ctx.gemini)
+    row = lc.by_path(ctx.catalog, NOTE.format(0))
+    assert lc.mark_queued(ctx.catalog, row.id, row.version, "task-1", time.time())
+
+    class DeletedDuringUpload:
+        def __init__(self, client):
+            self.client = client
+
+        def upload_file(self, *args, **kwargs):
+            uploaded = self.client.upload_file(*args, **kwargs)
+            lc.mark_deleted(ctx.catalog, row.id, time.time())
+            return uploaded
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+    ctx.gemini = DeletedDuringUpload(ctx.gemini)
+
+    # When the upload step goes on
+    started = pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+
+    # Then no import is sent, so no document is left that no row records
+    assert started is False
+    assert "stores.importFile" not in emulator.stats()["requests"]
+    assert documents(emulator) == {}
+    ctx.catalog.close()
