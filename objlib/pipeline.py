@@ -169,7 +169,7 @@ def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
         if data is None:
             return None
         raw = ctx.gemini.upload_file(
-            _library_path(ctx, row), file_id=gm.raw_file_id(row.content_hash),
+            data, file_id=gm.raw_file_id(row.content_hash),
             display_name=gm.display_name(Path(row.path).name), mime_type=_mime_type(row.path))
         lc.record_remote_file(cat, row.id, row.version, task_id, raw.name)
         step.log.info("uploaded", remote_file=raw.name, size=len(data), state=raw.state)

@@ -18,6 +18,7 @@ use (never at import: workers fork) and rebuilt if the process has forked since.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import math
 import os
@@ -158,20 +159,30 @@ class GeminiClient:
 
     # --- raw files --------------------------------------------------------------------------
 
-    def upload_file(self, path: str | os.PathLike, *, file_id: str, display_name: str,
+    def upload_file(self, source: str | os.PathLike | bytes, *, file_id: str, display_name: str,
                     mime_type: str = "text/plain") -> RawFile:
-        """Upload ``path`` as ``files/<file_id>``, idempotently: an existing raw file of that
-        name (not FAILED, same size) is reused without uploading; a FAILED one is replaced."""
+        """Upload ``source`` (a path, or the bytes themselves) as ``files/<file_id>``,
+        idempotently: an existing raw file of that name (not FAILED, same size) is reused
+        without uploading; a FAILED one is replaced.
+
+        Bytes are the safer source: the SDK sends a path's base name as an HTTP header, which
+        fails for names with leading spaces or non-ASCII characters, and the bytes uploaded
+        are exactly the bytes the caller checked."""
         name = _file_name(file_id)
-        size = os.path.getsize(path)  # a vanished local file raises OSError before any request
+        # a vanished local file raises OSError before any request
+        size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
         existing = self._reusable_file(name, size)
         if existing is not None:
             return existing
         config = {"name": name, "display_name": md.display_name(display_name),
                   "mime_type": mime_type}
+
+        def upload(client):
+            file = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+            return client.files.upload(file=file, config=config)
+
         try:
-            uploaded = self._call("upload_file", lambda c: c.files.upload(
-                file=os.fspath(path), config=config), cost=upload_cost(size))
+            uploaded = self._call("upload_file", upload, cost=upload_cost(size))
         except GeminiError as err:
             if err.code != 409:  # 409 ALREADY_EXISTS: another worker won the race
                 raise

@@ -80,7 +80,7 @@ def _entry(key: str, value: object) -> dict | None:
 
 def _string(value: object) -> str:
     text = value.isoformat() if isinstance(value, dt.date) else str(value)
-    return clip_utf8(_clean(text), MAX_STRING_BYTES).strip()
+    return clip_utf8(_clean(text, collapse=False), MAX_STRING_BYTES).strip()
 
 
 def clip_utf8(text: str, max_bytes: int) -> str:
@@ -99,12 +99,13 @@ def display_name(text: str, *, fallback: str = "untitled") -> str:
     return _clean(text)[:MAX_DISPLAY_NAME_CHARS].strip() or fallback
 
 
-def _clean(text: str) -> str:
+def _clean(text: str, collapse: bool = True) -> str:
     # Cc: control characters, Cf: invisible format characters, Cs: lone surrogates (from
-    # undecodable file names; they cannot be encoded as UTF-8)
+    # undecodable file names; they cannot be encoded as UTF-8). Metadata values keep their
+    # inner spaces (a path must stay recognisable); display names are collapsed too.
     kept = "".join(" " if ch.isspace() else ch for ch in text
                    if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
-    return " ".join(kept.split())
+    return " ".join(kept.split()) if collapse else kept
 
 
 def raw_file_id(content_hash: str) -> str:
