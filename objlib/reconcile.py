@@ -148,46 +148,54 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
     started = time.monotonic()
     own_catalog = catalog is None
     catalog = catalog or open_catalog(settings)
-    store = catalog.get_meta("store")
-    if not store:
+    try:
+        store = catalog.get_meta("store")
+        if not store:
+            raise ObjlibError("no store recorded in the catalogue yet: run `objlib enqueue` "
+                              "first (it creates the store)")
+        report = Report(store=store, at=time.time() if now is None else now, fix=fix)
+        calls = Counter()
+        client, closers = (gemini, []) if gemini is not None else _client(settings, calls)
+        try:
+            _examine(settings, catalog, client, report, pending_after_s, removal_after_s)
+        except Exception as exc:
+            catalog.set_meta(META_KEY, json.dumps({"at": round(report.at, 3), "store": store,
+                                                   "fix": fix, "error": str(exc)}))
+            raise
+        finally:
+            for close in closers:
+                close()
+            report.remote_calls = calls["requests"]
+            report.duration_s = time.monotonic() - started
+        catalog.set_meta(META_KEY, json.dumps(report.summary()))
+    finally:
         if own_catalog:
             catalog.close()
-        raise ObjlibError("no store recorded in the catalogue yet: run `objlib enqueue` "
-                          "first (it creates the store)")
-    calls = Counter()
-    client, closers = (gemini, []) if gemini is not None else _client(settings, calls)
-    now = time.time() if now is None else now
-    report = Report(store=store, at=now, fix=fix)
-    try:
-        listed_at = time.time()
-        docs = list(client.list_documents(store))  # first: see the module's docstring
-        rows = [lc.FileRow.from_row(r) for r in catalog.query("SELECT * FROM files")]
-        removals = open_removals(catalog)
-        report.documents, report.rows = len(docs), len(rows)
-        report.findings = find_drift(
-            docs, rows, removals, listed_at=listed_at, now=now,
-            pending_after_s=(max(PENDING_AFTER_S, settings.poll_timeout_s)
-                             if pending_after_s is None else pending_after_s),
-            removal_after_s=removal_after_s)
-        live = queue.live_tasks(queue.bind(settings).huey)
-        report.findings["stuck_rows"] = [
-            _row_finding("stuck_rows", r, "in flight, but no task holds it")
-            for r in rows if r.state in lc.IN_FLIGHT and queue.is_stuck(r, live, now)]
-        if fix:
-            _Repair(settings, catalog, client, report, now).run()
-    finally:
-        for close in closers:
-            close()
-        report.remote_calls = calls["requests"]
-        report.duration_s = time.monotonic() - started
-        try:
-            catalog.set_meta(META_KEY, json.dumps(report.summary()))
-        finally:
-            if own_catalog:
-                catalog.close()
-    (log.info if fix else log.debug)("reconciled", store=store, fix=fix, documents=report.documents,
-             duration_s=round(report.duration_s, 3), **report.counts)
+    (log.info if fix else log.debug)("reconciled", store=store, fix=fix,
+                                     documents=report.documents,
+                                     duration_s=round(report.duration_s, 3), **report.counts)
     return report
+
+
+def _examine(settings: Settings, catalog: Catalog, client, report: Report,
+             pending_after_s: float | None, removal_after_s: float) -> None:
+    """List the store, then read the catalogue (in that order), sort out the drift, and
+    repair it if the report says ``fix``."""
+    listed_at = time.time()
+    docs = list(client.list_documents(report.store))
+    rows = [lc.FileRow.from_row(r) for r in catalog.query("SELECT * FROM files")]
+    report.documents, report.rows = len(docs), len(rows)
+    if pending_after_s is None:
+        pending_after_s = max(PENDING_AFTER_S, settings.poll_timeout_s)
+    report.findings = find_drift(docs, rows, open_removals(catalog), listed_at=listed_at,
+                                 now=report.at, pending_after_s=pending_after_s,
+                                 removal_after_s=removal_after_s)
+    live = queue.live_tasks(queue.bind(settings).huey)
+    report.findings["stuck_rows"] = [
+        _row_finding("stuck_rows", r, "in flight, but no task holds it")
+        for r in rows if r.state in lc.IN_FLIGHT and queue.is_stuck(r, live, report.at)]
+    if report.fix:
+        _Repair(settings, catalog, client, report, report.at).run()
 
 
 def _client(settings: Settings, calls: Counter):

@@ -359,3 +359,16 @@ def test_the_periodic_reconcile_is_off_by_default_and_runs_when_due(settings, em
     assert rc.last_result(catalog)["fixed"]["orphans"] == 1
     assert orphan not in docs_of(emulator)
     catalog.close()
+
+
+def test_a_failed_listing_is_recorded_as_an_error_not_as_a_clean_store(settings, emulator,
+                                                                      indexed):
+    emulator.configure(faults={"unavailable": 1.0})
+
+    result = CliRunner().invoke(cli, ["reconcile"])
+
+    assert result.exit_code == 1 and "503" in result.output
+    catalog = open_catalog(settings)
+    recorded = rc.last_result(catalog)
+    catalog.close()
+    assert "503" in recorded["error"] and "counts" not in recorded
