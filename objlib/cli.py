@@ -266,3 +266,47 @@ def reconcile(ctx, fix, as_json):
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         Console().print(render(report))
+
+
+@cli.command()
+@click.option("-s", "--store", metavar="NAME", help="Store display name for this run "
+              "(default: store_name from the settings).")
+@click.option("-b", "--batch-size", default=150, show_default=True, type=click.IntRange(min=1),
+              help="Files per logical batch in the progress view (in enqueue order).")
+@click.option("-n", "--concurrency", default=7, show_default=True, type=click.IntRange(min=1),
+              help="Worker threads in this process.")
+@click.option("--dry-run", is_flag=True,
+              help="Count what would be uploaded and list the first 20; change nothing.")
+@click.pass_context
+@_fail_cleanly
+def upload(ctx, store, batch_size, concurrency, dry_run):
+    """Do the whole job in the foreground: enqueue what needs work, run the workers in this
+    process with live progress, stop them, print a summary. Exit code 0 only if nothing
+    failed (1: some files failed; 130: interrupted).
+
+    Ctrl+C stops after the steps in flight; twice, at once. Either way, running it again
+    continues where it stopped. Consumers already running share the work.
+
+    \b
+    Example:
+        objlib scan ~/library && objlib upload --dry-run && objlib upload -n 7
+    """
+    import dataclasses
+
+    from rich.console import Console
+
+    from objlib import foreground
+
+    settings = settings_of(ctx)
+    if store:
+        settings = dataclasses.replace(settings, store_name=store)
+        os.environ["OBJLIB_STORE"] = store  # the worker threads load their settings anew
+    console = Console()
+    if dry_run:
+        console.print(foreground.plan_view(foreground.plan(settings)))
+        return
+    result = foreground.upload(settings, concurrency=concurrency, batch_size=batch_size,
+                               console=console)
+    console.print(foreground.summary_panel(result))
+    foreground.exit_now(result)
+    ctx.exit(result.exit_code)
