@@ -370,13 +370,12 @@ def _bar(completed: int, total: int, style: str = "green", width: int = 24):
 
 def _overall(snap: Snapshot):
     grid = Table.grid(padding=(0, 1))
-    grid.add_row("indexed", _bar(snap.files[INDEXED], snap.eligible, width=40),
+    grid.add_row("indexed", _bar(snap.files[INDEXED], snap.eligible, width=32),
                  f"{snap.files[INDEXED]} / {snap.eligible} eligible",
-                 f"[bold]{snap.percent:.1f}%[/]", f"ETA {duration(snap.eta_s)}")
-    rates = "  ".join(f"{rate:g}/min ({key.rsplit('_', 1)[1]})"
-                      for key, rate in snap.throughput_per_min.items())
-    grid.add_row("throughput", rates, "", "", "")
-    return grid
+                 f"[bold]{snap.percent:.1f}%[/]")
+    rates = " · ".join(f"{rate:.1f}/min ({key.rsplit('_', 1)[1]})"
+                       for key, rate in snap.throughput_per_min.items())
+    return Group(grid, Text(f"throughput {rates}   ETA {duration(snap.eta_s)}"))
 
 
 _STATE_STYLE = {PENDING: "white", INDEXED: "green", FAILED: "red", SKIPPED: "dim",

@@ -120,14 +120,16 @@ def watch(env: dict, procs: Processes, timeout_s: float) -> str | None:
     watcher = subprocess.Popen(argv, env=env)
     deadline = time.monotonic() + timeout_s
     why = None
-    while watcher.poll() is None and why is None:
-        time.sleep(0.2)
-        if procs.dead():
-            why = f"stopped early: {', '.join(procs.dead())}"
-        elif time.monotonic() > deadline:
-            why = f"not done after {timeout_s:.0f} s"
-    if watcher.poll() is None:
-        watcher.send_signal(signal.SIGINT)  # the watch leaves the terminal clean on SIGINT
+    try:
+        while watcher.poll() is None and why is None:
+            time.sleep(0.2)
+            if procs.dead():
+                why = f"stopped early: {', '.join(procs.dead())}"
+            elif time.monotonic() > deadline:
+                why = f"not done after {timeout_s:.0f} s"
+    finally:  # on Ctrl+C too: let the watch erase its view before anything else is printed
+        if watcher.poll() is None:
+            watcher.send_signal(signal.SIGINT)  # it leaves the terminal clean on SIGINT
         watcher.wait(10)
     return why
 
