@@ -240,7 +240,7 @@ def failures(ctx, as_json, error_class, skipped):
 
 
 @cli.command()
-@click.option("--fix", is_flag=True, help="Repair every kind of drift found (default: report only).")
+@click.option("--fix", is_flag=True, help="Repair the drift found (default: report only).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.pass_context
 @_fail_cleanly

@@ -62,7 +62,7 @@ META_KEY = "last_reconcile"
 PENDING_AFTER_S = 30 * 60.0   # a document still STATE_PENDING after this is stuck
 REMOVAL_AFTER_S = 60 * 60.0   # an open removal whose document is still listed after this
 _DUE_SLACK_S = 30.0           # the periodic task runs on the minute; do not skip a beat
-_ACTIVE, _PENDING, _FAILED = "STATE_ACTIVE", "STATE_PENDING", "STATE_FAILED"
+_PENDING, _FAILED = "STATE_PENDING", "STATE_FAILED"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Finding:
     """One difference between the catalogue and the store."""
 
     kind: str
-    document: str | None  # the store's document name (None for missing and stuck rows)
+    document: str | None  # the listed document; for a row kind, the one the row records
     path: str | None
     file_id: int | None
     version: int | None
@@ -99,7 +99,7 @@ class Report:
     fixed: Counter = field(default_factory=Counter)
     actions: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    remote_calls: int = 0
+    remote_calls: int = 0  # made through reconcile's own client (0 when one is passed in)
     duration_s: float = 0.0
 
     @property

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reconcile of {args.documents} documents ({args.profile} emulator profile)")
     print(f"  dry run, in process     {clean_s:7.2f} s  {clean_calls:5d} remote calls  {clean_by}")
     print(f"  objlib reconcile --json {cli_s:7.2f} s  {cli_calls:5d} remote calls (child process)")
-    print(f"  --fix, {args.drift} of each kind {fix_s:7.2f} s  {fix_calls:5d} remote calls  {fix_by}")
+    print(f"  --fix, {args.drift} of each kind {fix_s:7.2f} s  {fix_calls:5d} remote calls  "
+          f"{fix_by}")
     print(f"  after the fix: {remaining or 'no drift'} (missing rows re-enqueued for the workers)")
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)

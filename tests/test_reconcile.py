@@ -62,7 +62,8 @@ def docs_of(emu) -> dict[str, dict]:
 def rows_by_path(settings) -> dict[str, lc.FileRow]:
     catalog = open_catalog(settings)
     try:
-        return {r["path"]: lc.get(catalog, r["id"]) for r in catalog.query("SELECT id, path FROM files")}
+        return {r["path"]: lc.get(catalog, r["id"])
+                for r in catalog.query("SELECT id, path FROM files")}
     finally:
         catalog.close()
 
