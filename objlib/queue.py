@@ -32,11 +32,11 @@ def bind(settings: Settings):
     with queue_errors(settings):
         from objlib import tasks
 
-        filename = str(settings.ensure_home().queue_db)
-        if tasks.huey.storage_kwargs.get("filename") != filename:
+        wanted = {"filename": str(settings.ensure_home().queue_db),
+                  "timeout": settings.busy_timeout_s}
+        if any(tasks.huey.storage_kwargs.get(k) != v for k, v in wanted.items()):
             tasks.huey.storage.close()
-            tasks.huey.storage_kwargs["filename"] = filename
-            tasks.huey.storage_kwargs["timeout"] = settings.busy_timeout_s
+            tasks.huey.storage_kwargs.update(wanted)
             tasks.huey.storage = tasks.huey.create_storage()
         return tasks
 
