@@ -243,7 +243,10 @@ def restore(catalog: Catalog, file_id: int, now: float) -> str | None:
                            (file_id,)).fetchone()
         if row is None or row["state"] != DELETED:
             return None
-        cancelled = row["document"] and conn.execute(
+        before = conn.execute("SELECT from_state FROM history WHERE file_id=? AND "
+                              "to_state=? ORDER BY id DESC LIMIT 1", (file_id, DELETED)).fetchone()
+        was_indexed = before is not None and before["from_state"] == INDEXED
+        cancelled = was_indexed and row["document"] and conn.execute(
             "DELETE FROM removals WHERE document=? AND removed_at IS NULL",
             (row["document"],)).rowcount == 1
         if cancelled:
