@@ -239,6 +239,20 @@ def test_the_unrecorded_document_of_a_row_in_flight_is_left_to_its_task(settings
     assert importing in docs_of(emulator)
 
 
+def test_two_files_with_the_same_content_are_not_duplicates(settings, library, emulator,
+                                                            indexed):
+    copy = library / "Copies" / "same as note 0.txt"
+    copy.parent.mkdir()
+    copy.write_bytes((library / notes(0)).read_bytes())
+    scan_library(settings, library)
+    run_pipeline(settings)
+
+    report = rc.reconcile(settings, fix=True)
+
+    assert report.counts == {kind: 0 for kind in rc.KINDS}
+    assert len(docs_of(emulator)) == FILES + 1
+
+
 def test_a_row_indexed_while_the_list_was_read_is_not_missing(settings, emulator, indexed):
     catalog = open_catalog(settings)
     rows = [lc.FileRow.from_row(r) for r in catalog.query("SELECT * FROM files")]
