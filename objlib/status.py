@@ -61,7 +61,7 @@ class Snapshot:
     waiting: int  # tasks in huey's queue
     scheduled: int  # tasks in huey's schedule (polls, deferred steps, retries)
     indexed_in: dict[int, int]  # window_s -> rows that reached `indexed` within it
-    eta_s: float | None
+    first_recent_indexed_at: float | None  # the first of those of the last ETA_WINDOW_S
     throttle: ThrottleState
     errors_by_class: dict[str, int]  # the last ERRORS_WINDOW_S
     last_reconcile: dict | str | None
@@ -84,6 +84,11 @@ class Snapshot:
     def done(self) -> bool:
         """Nothing pending and nothing in flight."""
         return self.remaining == 0
+
+    @property
+    def eta_s(self) -> float | None:
+        return eta_s(self.remaining, self.indexed_in[ETA_WINDOW_S],
+                     self.first_recent_indexed_at, self.generated_at)
 
     @property
     def throughput_per_min(self) -> dict[str, float]:
@@ -109,8 +114,7 @@ def snapshot(settings: Settings, now: float | None = None) -> Snapshot:
                                 else round(max(0.0, now - facts.oldest[s]), 3)
                                 for s in IN_FLIGHT},
         waiting=waiting, scheduled=scheduled, indexed_in=facts.indexed_in,
-        eta_s=eta_s(sum(facts.files[s] for s in (PENDING, *IN_FLIGHT)),
-                    facts.indexed_in[ETA_WINDOW_S], facts.first_recent_indexed_at, now),
+        first_recent_indexed_at=facts.first_recent_indexed_at,
         throttle=throttle, errors_by_class=facts.errors_by_class,
         last_reconcile=_parsed(facts.last_reconcile),
         last_activity_at=max(activity) if activity else None)
@@ -119,7 +123,8 @@ def snapshot(settings: Settings, now: float | None = None) -> Snapshot:
 def eta_s(remaining: int, recent_indexed: int, first_recent_at: float | None,
           now: float) -> float | None:
     """Seconds until ``remaining`` rows are done at the recent rate: the rows indexed in the
-    last ETA_WINDOW_S over the time since the first of them (at least ETA_MIN_SPAN_S). 0 when nothing remains; None when nothing was indexed lately."""
+    last ETA_WINDOW_S over the time since the first of them (at least ETA_MIN_SPAN_S).
+    0 when nothing remains; None when nothing was indexed lately."""
     if remaining <= 0:
         return 0.0
     if recent_indexed <= 0 or first_recent_at is None:
@@ -177,8 +182,9 @@ class _CatalogueFacts:
             facts.errors_by_class = {r[0]: r[1] for r in cat.query(
                 "SELECT error_class, COUNT(*) FROM errors WHERE at >= ? GROUP BY error_class "
                 "ORDER BY COUNT(*) DESC, error_class", (now - ERRORS_WINDOW_S,))}
+            worker_states = ",".join("?" * len(WORKER_STATES))
             facts.last_history_at = _scalar(cat.query(
-                f"SELECT at FROM history WHERE to_state IN ({','.join('?' * len(WORKER_STATES))}) "
+                f"SELECT at FROM history WHERE to_state IN ({worker_states}) "
                 "ORDER BY at DESC LIMIT 1", WORKER_STATES))
             facts.last_error_at = _scalar(cat.query("SELECT MAX(at) FROM errors"))
             facts.last_reconcile = cat.get_meta("last_reconcile")
@@ -235,6 +241,7 @@ def queue_depth(path: Path) -> tuple[int, int]:
 
 class _ThrottleReader(Throttle):
     """The shared throttle through a read-only connection (Throttle's own creates tables)."""
+
     @cached_property
     def conn(self) -> sqlite3.Connection:
         return sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=5.0)

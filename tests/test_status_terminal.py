@@ -44,7 +44,8 @@ class Tmux:
         return self.tmux("capture-pane", "-p", "-t", self.target)
 
     def cursor_visible(self) -> bool:
-        return self.tmux("display-message", "-p", "-t", self.target, "#{cursor_flag}").strip() == "1"
+        flag = self.tmux("display-message", "-p", "-t", self.target, "#{cursor_flag}")
+        return flag.strip() == "1"
 
     def wait_for_screen(self, text: str, timeout_s: float = 20.0) -> str:
         return wait_for(lambda: self.screen() if text in self.screen() else None,
