@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from objlib.catalog.lifecycle import FAILED, SKIPPED
+from objlib.scan.scanner import ROOT_KEY
 from objlib.settings import Settings
 from objlib.status import ago, existing_catalog, read_transaction
 
@@ -104,7 +105,7 @@ def _read(settings: Settings, sql: str, state: str):
     catalog = existing_catalog(settings)
     try:
         with read_transaction(catalog) as cat:
-            return [tuple(r) for r in cat.query(sql, (state,))], cat.get_meta("library_root")
+            return [tuple(r) for r in cat.query(sql, (state,))], cat.get_meta(ROOT_KEY)
     finally:
         catalog.close()
 
