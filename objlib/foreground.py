@@ -40,13 +40,15 @@ from rich.text import Text
 from objlib import log, runs, status
 from objlib.catalog.lifecycle import IN_FLIGHT, PENDING, SKIPPED
 from objlib.pipeline import process_owner
-from objlib.queue import bind, enqueue, recover
+from objlib.queue import QUEUED_GRACE_S, bind, enqueue, recover
 from objlib.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 PLAN_ROWS = 20
 _SNAPSHOT_EVERY_S = 1.0  # the library-wide snapshot (breaker, rate, queue) is read this often
-_RECOVER_EVERY_S = 60.0  # rows whose task was lost are handed to a new one this often
+_RECOVER_EVERY_S = 60.0  # rows whose task was lost are handed to a new one this often,
+_FIRST_RECOVER_S = 2 * QUEUED_GRACE_S  # the first time soon (the enqueue's recovery spares
+                                       # rows queued in the last QUEUED_GRACE_S)
 _STEP_STYLE = {runs.STEP_UPLOADING: "cyan", runs.STEP_ACTIVATING: "yellow",
                runs.STEP_IMPORTING: "magenta", runs.STEP_INDEXING: "blue"}
 
@@ -258,11 +260,11 @@ class _Watcher:
         return p
 
     def until_done_or_interrupted(self) -> None:
-        recovered_at = time.monotonic()
+        next_recovery = time.monotonic() + _FIRST_RECOVER_S
         while not self.interrupts.count:
-            if time.monotonic() - recovered_at >= _RECOVER_EVERY_S:
+            if time.monotonic() >= next_recovery:
                 recover(self.settings, self.catalog)  # what the consumer's periodic task does
-                recovered_at = time.monotonic()
+                next_recovery = time.monotonic() + _RECOVER_EVERY_S
             p = self.show()
             if p.done and not removals_waiting(self.settings):
                 return

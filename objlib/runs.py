@@ -37,6 +37,8 @@ STEP_UPLOADING, STEP_ACTIVATING, STEP_IMPORTING, STEP_INDEXING = (
     "uploading", "waiting ACTIVE", "importing", "indexing")
 STEPS = (STEP_UPLOADING, STEP_ACTIVATING, STEP_IMPORTING, STEP_INDEXING)
 RATE_LIMITED_CLASS = "rate_limited"  # the errors table's class for a 429
+# which files in flight are shown first: those a worker is most likely busy with right now
+_BUSY_FIRST = (STEP_UPLOADING, STEP_IMPORTING, STEP_ACTIVATING, STEP_INDEXING)
 
 
 def step_of(state: str, remote_file: str | None, import_requested_at: float | None) -> str:
@@ -120,7 +122,7 @@ class Progress:
     batch_index: int  # 0-based
     batch_total: int
     batch_settled: int
-    in_flight: list[InFlight] = field(default_factory=list)  # the first ones, in run order
+    in_flight: list[InFlight] = field(default_factory=list)  # the first ones (_BUSY_FIRST)
     steps: dict[str, int] = field(default_factory=dict)  # in flight, by step (all of them)
 
     @property
@@ -165,9 +167,9 @@ def progress(catalog: Catalog, run_id: int, batch_size: int = 150,
         "FROM run_files rf JOIN files f ON f.id = rf.file_id "
         f"WHERE rf.run_id = ? AND {_CURRENT} AND f.state IN (?, ?) ORDER BY rf.position",
         (run_id, UPLOADING, IMPORTING))
-    flying = [InFlight(r["position"], r["id"], r["path"],
-                       step_of(r["state"], r["remote_file"], r["import_requested_at"]))
-              for r in rows]
+    flying = sorted((InFlight(r["position"], r["id"], r["path"],
+                              step_of(r["state"], r["remote_file"], r["import_requested_at"]))
+                     for r in rows), key=lambda f: (_BUSY_FIRST.index(f.step), f.position))
     steps = {s: 0 for s in STEPS}
     for f in flying:
         steps[f.step] += 1
