@@ -33,6 +33,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from objlib import runs
 from objlib.catalog import Catalog
 from objlib.catalog.lifecycle import (DELETED, ELIGIBLE, FAILED, IMPORTING, IN_FLIGHT, INDEXED,
                                       PENDING, SKIPPED, STATES, UPLOADING)
@@ -66,6 +67,7 @@ class Snapshot:
     errors_by_class: dict[str, int]  # the last ERRORS_WINDOW_S
     last_reconcile: dict | str | None
     last_activity_at: float | None
+    latest_run: dict | None = None  # the last `objlib upload` run (objlib.runs.latest_run)
 
     @property
     def eligible(self) -> int:
@@ -117,7 +119,7 @@ def snapshot(settings: Settings, now: float | None = None) -> Snapshot:
         first_recent_indexed_at=facts.first_recent_indexed_at,
         throttle=throttle, errors_by_class=facts.errors_by_class,
         last_reconcile=_parsed(facts.last_reconcile),
-        last_activity_at=max(activity) if activity else None)
+        last_activity_at=max(activity) if activity else None, latest_run=facts.latest_run)
 
 
 def eta_s(remaining: int, recent_indexed: int, first_recent_at: float | None,
@@ -163,6 +165,7 @@ class _CatalogueFacts:
     last_history_at: float | None = None
     last_error_at: float | None = None
     last_reconcile: str | None = None
+    latest_run: dict | None = None
 
     @classmethod
     def read(cls, catalog: Catalog, now: float) -> _CatalogueFacts:
@@ -188,6 +191,7 @@ class _CatalogueFacts:
                 "ORDER BY at DESC LIMIT 1", WORKER_STATES))
             facts.last_error_at = _scalar(cat.query("SELECT MAX(at) FROM errors"))
             facts.last_reconcile = cat.get_meta("last_reconcile")
+            facts.latest_run = runs.latest_run(cat, now=now)
         return facts
 
 
@@ -380,6 +384,10 @@ def _overall(snap: Snapshot):
     grid.add_row("indexed", _bar(snap.files[INDEXED], snap.eligible, width=32),
                  f"{snap.files[INDEXED]} / {snap.eligible} eligible",
                  f"[bold]{snap.percent:.1f}%[/]")
+    if (run := snap.latest_run) is not None:  # the last `objlib upload`, next to the library
+        grid.add_row(f"run {run['id']}", _bar(run["indexed"] or 0, run["total"], width=32),
+                     f"{run['indexed'] or 0} / {run['total']} in the run",
+                     f"[bold]{run['percent']:.1f}%[/] {run['outcome']}")
     rates = " · ".join(f"{rate:.1f}/min ({key.rsplit('_', 1)[1]})"
                        for key, rate in snap.throughput_per_min.items())
     return Group(grid, Text(f"throughput {rates}   ETA {duration(snap.eta_s)}"))
