@@ -277,3 +277,16 @@ def test_latest_run_tells_a_live_run_from_one_whose_runner_died(catalog):
     latest = runs.latest_run(catalog, now=1030.0)
     assert (latest["id"], latest["outcome"]) == (2, "abandoned")
     assert runs.latest_run_line(latest).startswith("run 2 (abandoned): 0/1 indexed (0.0%)")
+
+
+def test_status_shows_the_latest_run_next_to_the_whole_library(catalog):
+    ids = _rows(catalog, 4)
+    for i in ids[:2]:
+        lc.mark_queued(catalog, i, 1, f"t{i}", now=1001.0)
+    run_id = runs.start(catalog, [(i, 1) for i in ids[:2]], now=1002.0)
+    lc.mark_failed(catalog, ids[0], 1, "permanent", "bad", 1003.0)
+    runs.finish(catalog, run_id, runs.INTERRUPTED, now=1004.0)
+    result = CliRunner().invoke(cli, ["status"], terminal_width=140)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"indexed .* 0 / 4 eligible", result.output), result.output
+    assert re.search(r"run 1 .* 0 / 2 in the run\s+0\.0% interrupted", result.output)
