@@ -61,7 +61,8 @@ def work_to_do(catalog: Catalog) -> list[tuple[int, int]]:
     states = (PENDING, *IN_FLIGHT)
     rows = catalog.query(
         f"SELECT id, version FROM files WHERE state IN ({','.join('?' * len(states))}) "
-        "ORDER BY state = ?, queued_at, id", (*states, PENDING))
+        "ORDER BY state = ?, CASE WHEN state = ? THEN NULL ELSE queued_at END, id",
+        (*states, PENDING, PENDING))
     return [(r["id"], r["version"]) for r in rows]
 
 

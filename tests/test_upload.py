@@ -215,9 +215,13 @@ def test_in_flight_rows_read_as_the_step_they_are_at():
 
 
 def test_work_to_do_puts_rows_in_flight_first_then_pending_rows_in_id_order(catalog):
-    ids = _rows(catalog, 4)
-    lc.mark_queued(catalog, ids[2], 1, "t2", now=1001.0)
-    assert runs.work_to_do(catalog) == [(ids[2], 1), (ids[0], 1), (ids[1], 1), (ids[3], 1)]
+    ids = _rows(catalog, 5)
+    lc.mark_queued(catalog, ids[3], 1, "t3", now=1002.0)
+    lc.mark_queued(catalog, ids[2], 1, "t2", now=1003.0)
+    with catalog.write() as conn:  # a pending row that was queued once (an earlier version)
+        conn.execute("UPDATE files SET queued_at=999 WHERE id=?", (ids[4],))
+    assert runs.work_to_do(catalog) == [(ids[3], 1), (ids[2], 1), (ids[0], 1), (ids[1], 1),
+                                        (ids[4], 1)]
 
 
 def test_progress_counts_the_current_batch_and_what_left_the_run(catalog):
