@@ -236,11 +236,12 @@ class Run:
         return proc.stdout
 
     def consumer(self, children: Children, log_path: Path, *, workers: int = 7,
-                 kind: str = "thread", extra: tuple[str, ...] = ()) -> Child:
+                 kind: str = "thread", extra: tuple[str, ...] = (),
+                 module: str = "objlib.tasks.huey") -> Child:
         flags = list(CONSUMER_FLAGS)
         flags[1] = kind
-        argv = [PYTHON, "-m", "huey.bin.huey_consumer", "objlib.tasks.huey", "-w", str(workers),
-                *flags, *extra]
+        argv = [PYTHON, "-m", "huey.bin.huey_consumer", module, "-w", str(workers), *flags,
+                *extra]
         return children.add(Child(argv, env=self.env, log_path=log_path))
 
     def db(self) -> sqlite3.Connection:

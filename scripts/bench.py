@@ -1,0 +1,518 @@
+#!/usr/bin/env python3
+"""``make bench``: the pipeline, objlib's own overhead, the rate limit, scan and status, each
+against its target, on this machine. Prints a table and writes ``bench-results/bench.json``.
+
+    python scripts/bench.py [--quick] [--only pipeline,overhead,rate,scan,status]
+                            [--files 500] [--workers 7] [--runs 3] [--pipeline-runs 3]
+                            [--rate-runs 1] [--rpm 300] [--duration 150] [--seed 1]
+
+Every run is real: ``python -m objlib emulator`` and ``huey_consumer objlib.tasks.huey`` as
+child processes (own process groups, always stopped), ``objlib scan`` and ``objlib enqueue``
+as a user types them, a sample library from ``make_sample_library.py``.
+
+pipeline  N files on the ``realistic`` profile at ``-w 7`` (recommended flags: ``-k thread
+          -m 1 -t 60``). files/s = indexed files / (last ``indexed_at`` - ``queued_at``),
+          against the bound the design allows: workers / the seconds a worker is occupied per
+          file by the profile's remote calls (see ``worker_model``). Also per-file latency
+          (``queued_at`` -> ``indexed_at``), the lag from an operation being done at the
+          emulator (``/_emulator/operations``) to its row being indexed, the calls per file the
+          emulator counted, and where the workers' time went (parsed from huey's own log).
+overhead  the same on the ``instant`` profile: files/s with no remote latency, and the CPU
+          seconds of the consumer process (and, apart, of the emulator) per file.
+rate      OBJLIB_RPM=L with more work than fits, for ``--duration`` seconds (> 60): the
+          emulator's busiest 60 s window (``max_requests_in_60s``, which counts upload chunks
+          as objlib's limiter does) and the sustained rate (requests in the last 60 s), as
+          fractions of L. The emulator enforces ``--rpm L`` too (it counts calls without
+          chunks, so objlib should never meet its quota).
+scan      ``scripts/bench_scan.py``'s measurements (cold scan vs sha256sum, re-scan, memory).
+status    ``scripts/bench_status.py``'s catalogue and timings (snapshot + JSON in-process, and
+          ``objlib status --json`` as a command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import contextlib
+import subprocess
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import benchlib as bl  # noqa: E402
+from make_sample_library import make_library  # noqa: E402
+
+from objlib.emulator import PROFILES  # noqa: E402
+
+TARGETS = {"pipeline_ratio": 0.9, "overhead_files_per_s": 100.0,
+           "rate_max_window": 1.0, "rate_sustained": 0.9, "status_ms": 200.0}
+SECTIONS = ("pipeline", "overhead", "rate", "scan", "status")
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+def worker_model(profile: str) -> dict:
+    """Seconds one new file occupies a worker, from the profile's latency steps.
+
+    upload_and_import, first run: ``files.get`` (the idempotency check; 403 for a new file,
+    answered after ``call``), the upload start (``call``) and the finalize chunk (``upload``).
+    The raw file is still PROCESSING when the finalize answers (it turns ACTIVE ``activate``
+    seconds later), so the task re-schedules itself (>= 1 s, no worker held) and runs again:
+    ``files.get`` (ACTIVE, ``call``) and ``importFile`` (``import``). poll_import is chained
+    at once behind it and, with a backlog in the queue, meets the operation done: one
+    ``operations.get`` (``call``); ``index`` passes while no worker waits. With ``activate``
+    0 (the instant profile) there is no second run and no second ``files.get``."""
+    lat = PROFILES[profile].latency_s
+    steps = [("upload", "files.get (new file: 403)", lat["call"]),
+             ("upload", "upload start", lat["call"]),
+             ("upload", "upload chunk + finalize", lat["upload"])]
+    if lat["activate"] > 0:
+        steps.append(("import", "files.get (ACTIVE), after the re-schedule", lat["call"]))
+    steps += [("import", "importFile", lat["import"]),
+              ("poll", "operations.get (done)", lat["call"])]
+    return {"steps": [{"task": t, "call": c, "s": s} for t, c, s in steps],
+            "worker_s_per_file": round(sum(s for _, _, s in steps), 4),
+            "not_held_s": {"activate wait (re-scheduled)": lat["activate"],
+                           "index (operation running)": lat["index"]}}
+
+
+# ---------------------------------------------------------------------------- huey's log
+
+
+_LOG = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] \w+:huey[^:]*:([^:]+):(.*)$")
+_EXEC = re.compile(r"^Executing objlib\.tasks\.(\w+): ([0-9a-f-]{36})(?: @(\S+ \S+))?")
+_DONE = re.compile(r"^objlib\.tasks\.(\w+): ([0-9a-f-]{36}).* executed in ([0-9.]+)s$")
+_RETRY = re.compile(r"^Task ([0-9a-f-]{36}) raised RetryTask")
+_ERROR = re.compile(r"^Unhandled exception in task ([0-9a-f-]{36})")
+
+
+def _local_epoch(day_time: str, ms: str) -> float:
+    return time.mktime(time.strptime(day_time, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+
+
+def _utc_epoch(text: str) -> float:  # huey's etas are naive UTC (utc=True)
+    return calendar.timegm(datetime.fromisoformat(text).timetuple()) + \
+        datetime.fromisoformat(text).microsecond / 1e6
+
+
+def worker_profile(log_text: str, files: int, start: float, end: float, workers: int) -> dict:
+    """Where the workers' time went between ``start`` and ``end`` (epoch s), from huey's INFO
+    lines: time inside tasks per kind, the gaps between one task's end and the worker's next
+    task, how late re-scheduled tasks started after their eta, and the ramp-up and tail (from
+    ``start`` until every worker is first busy at once; from the last moment they all were
+    until ``end``). Millisecond log resolution."""
+    span_s = end - start
+    runs: dict[str, list] = {}     # worker -> [(start, end, kind)]
+    open_: dict[str, tuple] = {}
+    late = []
+    for line in log_text.splitlines():
+        m = _LOG.match(line)
+        if not m:
+            continue
+        at, worker, msg = _local_epoch(m[1], m[2]), m[3], m[4]
+        if e := _EXEC.match(msg):
+            name, eta = e[1], e[3]
+            kind = {"upload_and_import": "import" if eta else "upload",
+                    "poll_import": "poll"}.get(name, "other")
+            open_[worker] = (at, kind)
+            if eta:
+                late.append(at - _utc_epoch(eta))
+        elif (d := _DONE.match(msg)) and worker in open_:
+            began, kind = open_.pop(worker)
+            runs.setdefault(worker, []).append((began, began + float(d[3]), kind))
+        elif (_RETRY.match(msg) or _ERROR.match(msg)) and worker in open_:
+            began, kind = open_.pop(worker)
+            runs.setdefault(worker, []).append((began, at, kind))
+    in_tasks: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    gaps = []
+    for seq in runs.values():
+        seq.sort()
+        for began, ended, kind in seq:
+            in_tasks[kind] = in_tasks.get(kind, 0.0) + ended - began
+            counts[kind] = counts.get(kind, 0) + 1
+        gaps += [b[0] - a[1] for a, b in zip(seq, seq[1:])]
+    short = [g for g in gaps if g < 0.1]
+    busy = sum(in_tasks.values())
+    edges = sorted([(a, 1) for seq in runs.values() for a, _, _ in seq] +
+                   [(b, -1) for seq in runs.values() for _, b, _ in seq])
+    running, all_busy = 0, []
+    for at, step in edges:
+        running += step
+        if running >= workers:
+            all_busy.append(at)
+    return {
+        "executions": counts,
+        "in_task_s_per_file": {k: round(v / files, 4) for k, v in in_tasks.items()},
+        "mean_s_per_execution": {k: round(in_tasks[k] / counts[k], 4) for k in counts},
+        "busy_fraction": round(busy / (workers * span_s), 3) if span_s else None,
+        "between_tasks_s_per_file": round(sum(short) / files, 4),
+        "between_tasks_median_ms": bl.rounded(bl.median(short) and bl.median(short) * 1000, 1),
+        "idle_s_per_file": round(sum(g for g in gaps if g >= 0.1) / files, 4),
+        "rescheduled_start_late_s": {"p50": bl.rounded(bl.percentile(late, 50)),
+                                     "p95": bl.rounded(bl.percentile(late, 95))},
+        "ramp_up_s": bl.rounded(all_busy[0] - start if all_busy else None),
+        "tail_s": bl.rounded(end - all_busy[-1] if all_busy else None),
+    }
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: int,
+                 timeout_s: float) -> dict:
+    """Scan N files, start a consumer, enqueue, wait until every row is indexed or failed."""
+    make_library(work / "library", files, seed)
+    with bl.Children() as children:
+        emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile=profile,
+                                              seed=seed))
+        run = bl.Run(work / "home", emu.base_url, {})
+        run.cli("scan", str(work / "library"))
+        eligible = run.eligible()
+        log_path = work / "consumer.log"
+        consumer = run.consumer(children, log_path, workers=workers)
+        bl.wait_until(lambda: "consumer started" in log_path.read_text(errors="replace"), 30,
+                      what="the consumer to start")
+        time.sleep(0.5)  # its start-up recovery has run
+        cpu_before, emu_cpu_before = consumer.live_cpu_s(), emu.live_cpu_s()
+        load = [round(os.getloadavg()[0], 2)]
+        run.cli("enqueue")
+        bl.wait_until(run.settled, timeout_s, 0.1, f"{eligible} files indexed or failed")
+        stats, operations = emu.stats(), emu.operations()
+        load.append(round(os.getloadavg()[0], 2))
+        consumer.stop(signal.SIGINT, 60)
+        emu_cpu = emu.live_cpu_s() - emu_cpu_before
+        emu.stop(signal.SIGINT, 10)
+    rows = run.query("SELECT queued_at, indexed_at, document FROM files WHERE state='indexed'")
+    failed = run.states().get("failed", 0)
+    queued = min(r["queued_at"] for r in rows)
+    span_s = max(r["indexed_at"] for r in rows) - queued
+    done_at = {op["document"]: op["done_at"] for op in operations if op["done_at"]}
+    lags = [r["indexed_at"] - done_at[r["document"]] for r in rows if r["document"] in done_at]
+    latency = [r["indexed_at"] - r["queued_at"] for r in rows]
+    model = worker_model(profile)
+    bound = workers / model["worker_s_per_file"] if model["worker_s_per_file"] else None
+    files_per_s = len(rows) / span_s
+    calls = {k: round(v / len(rows), 2) for k, v in stats["requests"].items()
+             if k not in ("stores.list", "stores.create")}
+    cpu_s = (consumer.cpu_s or 0.0) - cpu_before
+    return {
+        "profile": profile, "files": files, "eligible": eligible, "indexed": len(rows),
+        "failed": failed, "workers": workers, "span_s": round(span_s, 3),
+        "files_per_s": round(files_per_s, 2),
+        "bound_files_per_s": bl.rounded(bound, 2),
+        "ratio": bl.rounded(bound and files_per_s / bound),
+        "latency_s": {"p50": bl.rounded(bl.percentile(latency, 50)),
+                      "p95": bl.rounded(bl.percentile(latency, 95))},
+        "done_to_indexed_s": {"p50": bl.rounded(bl.percentile(lags, 50)),
+                              "p95": bl.rounded(bl.percentile(lags, 95)),
+                              "max": bl.rounded(max(lags, default=None))},
+        "calls_per_file": calls,
+        "consumer_cpu_ms_per_file": round(cpu_s / len(rows) * 1000, 2),
+        "emulator_cpu_ms_per_file": round(emu_cpu / len(rows) * 1000, 2),
+        "workers_time": worker_profile(log_path.read_text(errors="replace"), len(rows),
+                                       queued, queued + span_s, workers),
+        "load_average": load,
+        "model": model,
+    }
+
+
+def rate_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: int,
+             seed: int) -> dict:
+    """OBJLIB_RPM=rpm with more work than fits in ``duration_s``."""
+    make_library(work / "library", files, seed)
+    with bl.Children() as children:
+        emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile="realistic",
+                                              rpm=rpm, seed=seed))
+        run = bl.Run(work / "home", emu.base_url, {"OBJLIB_RPM": str(rpm)})
+        run.cli("scan", str(work / "library"))
+        run.cli("enqueue")
+        before = emu.stats()["total_requests"]
+        consumer = run.consumer(children, work / "consumer.log", workers=workers)
+        started = time.monotonic()
+        load = [round(os.getloadavg()[0], 2)]
+        time.sleep(duration_s)
+        load.append(round(os.getloadavg()[0], 2))
+        stats = emu.stats()
+        elapsed = time.monotonic() - started
+        consumer.stop(signal.SIGINT, 60)
+        emu.stop(signal.SIGINT, 10)
+    states = run.states()
+    sent = stats["total_requests"] - before
+    return {
+        "limit_per_minute": rpm, "duration_s": round(elapsed, 1), "files": files,
+        "indexed": states.get("indexed", 0),
+        "unfinished": sum(states.get(s, 0) for s in ("pending", "queued", "uploading",
+                                                     "importing")),
+        "max_requests_in_60s": stats["max_requests_in_60s"],
+        "max_calls_in_60s": stats["max_calls_in_60s"],
+        "requests_in_last_60s": stats["requests_in_last_60s"],
+        "max_window_fraction": round(stats["max_requests_in_60s"] / rpm, 3),
+        "sustained_fraction": round(stats["requests_in_last_60s"] / rpm, 3),
+        "average_fraction": round(sent / elapsed * 60 / rpm, 3),
+        "quota_429s": stats["faults"].get("rpm_quota", 0),
+        "requests_before_workers": before,
+        "load_average": load,
+    }
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+def _median_of(runs: list[dict], path: str):
+    values = []
+    for r in runs:
+        value = r
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(value)
+    return bl.rounded(statistics.median(values), 4) if values else None
+
+
+def _medians(runs: list[dict], paths: list[str]) -> dict:
+    return {p: _median_of(runs, p) for p in paths}
+
+
+def bench_pipeline(args, tmp: Path, profile: str, n_runs: int) -> dict:
+    runs = []
+    for i in range(n_runs):
+        log(f"pipeline ({profile}) run {i + 1}/{n_runs}: {args.files} files, -w {args.workers}")
+        runs.append(pipeline_run(tmp / f"{profile}-{i}", profile=profile, files=args.files,
+                                 workers=args.workers, seed=args.seed + i,
+                                 timeout_s=args.timeout))
+        log(f"  {runs[-1]['files_per_s']} files/s")
+    keys = ["files_per_s", "bound_files_per_s", "ratio", "latency_s.p50", "latency_s.p95",
+            "done_to_indexed_s.p50", "done_to_indexed_s.p95", "consumer_cpu_ms_per_file",
+            "emulator_cpu_ms_per_file", "workers_time.busy_fraction"]
+    return {"runs": runs, "median": _medians(runs, keys), "n_runs": n_runs}
+
+
+def bench_rate(args, tmp: Path) -> dict:
+    runs = []
+    # enough work: ~6 requests per file at most rpm/60 per second
+    files = max(100, int(args.rpm / 60 * args.duration / 4))
+    for i in range(args.rate_runs):
+        log(f"rate limit run {i + 1}/{args.rate_runs}: L={args.rpm}/min for {args.duration:.0f} s")
+        runs.append(rate_run(tmp / f"rate-{i}", rpm=args.rpm, duration_s=args.duration,
+                             files=files, workers=args.workers, seed=args.seed + i))
+    keys = ["max_window_fraction", "sustained_fraction", "average_fraction", "quota_429s"]
+    return {"runs": runs, "median": _medians(runs, keys), "n_runs": args.rate_runs}
+
+
+def bench_scan(args, tmp: Path) -> dict:
+    import bench_scan
+
+    log(f"scan: {args.scan_files} files, {args.runs} runs")
+    library = tmp / "scan-library"
+    make_library(library, args.scan_files, args.seed)
+    figures = bench_scan.bench(library, tmp / "scan", args.runs)
+    return figures
+
+
+def bench_status(args, tmp: Path) -> dict:
+    """``scripts/bench_status.py``'s catalogue (rows in every state, history, errors, a queue,
+    a throttle) and its timings: in-process snapshot + JSON, and the command."""
+    import bench_status
+
+    rows = args.status_rows
+    log(f"status: {rows} rows")
+    home = tmp / "status-home"
+    os.environ["OBJLIB_HOME"] = str(home)  # objlib.tasks opens its queue from it at import
+    from objlib.settings import Settings
+    from objlib.status import snapshot, to_json
+
+    settings = Settings.load(home)
+    with contextlib.redirect_stdout(sys.stderr):
+        bench_status.build(settings, rows)
+    in_process = bench_status.timed(lambda: json.dumps(to_json(snapshot(settings))),
+                                    max(5, args.runs * 7))
+    command = bench_status.timed(lambda: subprocess.run(
+        [bl.PYTHON, "-m", "objlib", "--home", str(home), "status", "--json"], check=True,
+        capture_output=True), max(3, args.runs))
+    return {"rows": rows, "in_process_ms": round(statistics.median(in_process), 1),
+            "command_ms": round(statistics.median(command), 1),
+            "runs": [len(in_process), len(command)],
+            "target_ms": TARGETS["status_ms"] if rows >= 100_000 else None}
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _ok(good: bool | None) -> str:
+    return "" if good is None else ("ok" if good else "MISSED")
+
+
+def table(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"objlib bench - {m['cores']} cores ({m['usable_cores']} usable), {m['machine']}",
+             f"{'figure':<46} {'value':>12}  target"]
+
+    def row(name, value, target="", good=None):
+        lines.append(f"  {name:<44} {value:>12}  {target} {_ok(good)}".rstrip())
+
+    if p := results.get("pipeline"):
+        md, r0 = p["median"], p["runs"][0]
+        lines.append(f"pipeline: {r0['files']} files ({r0['eligible']} eligible), realistic, "
+                     f"-w {r0['workers']} -k thread -m 1; median of {p['n_runs']} run(s)")
+        row("files/s", md["files_per_s"])
+        row("bound: workers / worker-s per file", md["bound_files_per_s"],
+            f"({r0['workers']} / {r0['model']['worker_s_per_file']} s)")
+        row("ratio", md["ratio"], f">= {TARGETS['pipeline_ratio']}",
+            md["ratio"] >= TARGETS["pipeline_ratio"])
+        row("latency enqueue->indexed P50 / P95 (s)",
+            f"{md['latency_s.p50']:.2f} / {md['latency_s.p95']:.2f}")
+        row("lag op done->indexed P50 / P95 (s)",
+            f"{md['done_to_indexed_s.p50']:.2f} / {md['done_to_indexed_s.p95']:.2f}")
+        row("workers busy (in tasks)", f"{md['workers_time.busy_fraction']:.0%}")
+        wt = r0["workers_time"]
+        row("  in tasks per file, run 1 (s)", ", ".join(
+            f"{k} {v:.3f}" for k, v in sorted(wt["in_task_s_per_file"].items())))
+        row("  between tasks / idle per file, run 1 (s)",
+            f"{wt['between_tasks_s_per_file']:.3f} / {wt['idle_s_per_file']:.3f}")
+        row("  ramp-up / tail with idle workers, run 1 (s)",
+            f"{wt['ramp_up_s']:.2f} / {wt['tail_s']:.2f}")
+        row("  calls per file, run 1", " ".join(
+            f"{k}={v:g}" for k, v in sorted(r0["calls_per_file"].items())))
+        row("consumer CPU per file (ms)", md["consumer_cpu_ms_per_file"])
+        row("machine load (1-min average), each run", " ".join(
+            "/".join(f"{x:g}" for x in r["load_average"]) for r in p["runs"]))
+    if o := results.get("overhead"):
+        md, r0 = o["median"], o["runs"][0]
+        lines.append(f"overhead: {r0['files']} files, instant profile, -w {r0['workers']}; "
+                     f"median of {o['n_runs']} run(s)")
+        row("files/s", md["files_per_s"], f">= {TARGETS['overhead_files_per_s']:g}",
+            md["files_per_s"] >= TARGETS["overhead_files_per_s"])
+        row("consumer CPU per file (ms)", md["consumer_cpu_ms_per_file"])
+        row("emulator CPU per file (ms)", md["emulator_cpu_ms_per_file"])
+        row("machine load (1-min average), each run", " ".join(
+            "/".join(f"{x:g}" for x in r["load_average"]) for r in o["runs"]))
+    if r := results.get("rate"):
+        md, r0 = r["median"], r["runs"][0]
+        lines.append(f"rate limit: L={r0['limit_per_minute']}/min for {r0['duration_s']:.0f} s, "
+                     f"{r0['files']} files queued; median of {r['n_runs']} run(s)")
+        row("busiest 60 s window / L (all requests)", md["max_window_fraction"],
+            f"<= {TARGETS['rate_max_window']}", md["max_window_fraction"] <= TARGETS["rate_max_window"])
+        row("sustained: last 60 s / L", md["sustained_fraction"],
+            f">= {TARGETS['rate_sustained']}", md["sustained_fraction"] >= TARGETS["rate_sustained"])
+        row("average over the run / L", md["average_fraction"])
+        row("busiest window of quota calls, run 1", f"{r0['max_calls_in_60s']}/{r0['limit_per_minute']}")
+        row("emulator quota 429s", md["quota_429s"])
+    if s := results.get("scan"):
+        t = s["targets"]
+        lines.append(f"scan: {s['files']} files, {s['bytes'] / 1e6:.1f} MB; median of {s['runs']} runs")
+        row("sha256sum (find | xargs) (s)", f"{s['sha256sum_s']:.3f}")
+        row("cold objlib scan (s)", f"{s['cold_scan_s']:.3f}")
+        row("cold scan / sha256sum", f"{s['cold_ratio']:.2f}x", f"<= {t['cold_ratio']}x",
+            s["cold_ratio"] <= t["cold_ratio"])
+        row("no-change re-scan (s)", f"{s['rescan_s']:.3f}", f"<= {t['rescan_s']} s",
+            s["rescan_s"] <= t["rescan_s"])
+        row("peak memory (MB)", f"{s['peak_rss_mb']:.0f}", f"<= {t['peak_rss_mb']:.0f} MB",
+            s["peak_rss_mb"] <= t["peak_rss_mb"])
+    if st := results.get("status"):
+        lines.append(f"status: scripts/bench_status.py's catalogue of {st['rows']} rows; "
+                     f"median of {st['runs'][0]} / {st['runs'][1]} runs")
+        good = st["in_process_ms"] <= st["target_ms"] if st["target_ms"] else None
+        row("snapshot + JSON in-process (ms)", st["in_process_ms"],
+            f"<= {TARGETS['status_ms']:g} ms at 100,000 rows", good)
+        row("objlib status --json, a new process (ms)", st["command_ms"])
+    return "\n".join(lines)
+
+
+def verdicts(results: dict) -> list[bool]:
+    out = []
+    if p := results.get("pipeline"):
+        out.append(p["median"]["ratio"] >= TARGETS["pipeline_ratio"])
+    if o := results.get("overhead"):
+        out.append(o["median"]["files_per_s"] >= TARGETS["overhead_files_per_s"])
+    if r := results.get("rate"):
+        out += [r["median"]["max_window_fraction"] <= TARGETS["rate_max_window"],
+                r["median"]["sustained_fraction"] >= TARGETS["rate_sustained"]]
+    if s := results.get("scan"):
+        out += [s[k] <= v for k, v in s["targets"].items()]
+    if (st := results.get("status")) and st["target_ms"]:
+        out.append(st["in_process_ms"] <= st["target_ms"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 100 files, 1 run each, a 65 s rate window")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--files", type=int, help="pipeline and overhead files (500)")
+    parser.add_argument("--workers", type=int, default=7)
+    parser.add_argument("--runs", type=int, help="runs of the fast benchmarks (3)")
+    parser.add_argument("--pipeline-runs", type=int, help="runs of pipeline (3)")
+    parser.add_argument("--rate-runs", type=int, default=1)
+    parser.add_argument("--rpm", type=int, default=300, help="the rate limit L (300)")
+    parser.add_argument("--duration", type=float, help="rate-limit run seconds (150; > 60)")
+    parser.add_argument("--scan-files", type=int, help="scan benchmark files (10000)")
+    parser.add_argument("--status-rows", type=int, help="status catalogue rows (100000)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=600, help="per pipeline run (s)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work folder (libraries, homes, consumer logs)")
+    parser.add_argument("--json-out", default="bench-results/bench.json")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.files = args.files or (100 if quick else 500)
+    args.runs = args.runs or (1 if quick else 3)
+    args.pipeline_runs = args.pipeline_runs or (1 if quick else 3)
+    args.duration = args.duration or (65.0 if quick else 150.0)
+    args.scan_files = args.scan_files or (1000 if quick else 10_000)
+    args.status_rows = args.status_rows or (10_000 if quick else 100_000)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    if "rate" in only and args.duration <= 60:
+        parser.error("--duration must be over 60 s: the busiest 60 s window needs a full one")
+
+    results: dict = {"machine": bl.machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "options": {k: v for k, v in vars(args).items() if k != "json_out"},
+                     "targets": TARGETS}
+    started = time.monotonic()
+    kept = tempfile.mkdtemp(prefix="objlib-bench-") if args.keep else None
+    with tempfile.TemporaryDirectory(prefix="objlib-bench-") as name:
+        tmp = Path(kept or name)
+        if "pipeline" in only:
+            results["pipeline"] = bench_pipeline(args, tmp, "realistic", args.pipeline_runs)
+        if "overhead" in only:
+            results["overhead"] = bench_pipeline(args, tmp, "instant", args.runs)
+        if "rate" in only:
+            results["rate"] = bench_rate(args, tmp)
+        if "scan" in only:
+            results["scan"] = bench_scan(args, tmp)
+        if "status" in only:
+            results["status"] = bench_status(args, tmp)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    text = table(results)
+    print(text)
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out} ({results['elapsed_s']:.0f} s)")
+    if kept:
+        print(f"work folder kept: {kept}")
+    return 0 if all(verdicts(results)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""``make chaos``: a faulty API and workers killed at random, then proof that nothing was lost
+and nothing was doubled.
+
+    python scripts/chaos.py [--files 1000] [--workers 7] [--seed 1] [--kills 12]
+                            [--chaos-s 120] [--poll-timeout-s 10] [--json-out PATH]
+
+1. A sample library of ``--files`` files (``make_sample_library.py``: bad inputs included,
+   which the scan skips) is scanned and enqueued against ``python -m objlib emulator
+   --profile realistic`` with faults: rate_limit 0.05, unavailable 0.05, create_failed 0.05,
+   never_done 0.01, index_failed 0.01.
+2. Chaos: a consumer (``-k thread`` or ``-k process`` at random, recommended flags) runs for a
+   random 1.5-5 s, then one of: SIGKILL of one worker process (process mode; huey restarts
+   it, its task is lost), SIGKILL of the whole process group, SIGINT (graceful) or SIGTERM
+   (immediate) to the group. A stopped consumer is restarted at once. This repeats
+   ``--kills`` times (or until ``--chaos-s`` passes or every file is done).
+3. The end, as a user would do it: ``objlib enqueue``, a consumer until every row is indexed
+   or failed and every removal is done, ``objlib reconcile --fix`` (and workers again for
+   whatever it re-enqueued), then a dry ``objlib reconcile`` that must find no drift.
+4. Checks against the emulator's real document list: every eligible file is indexed or failed
+   with a class and a message (index_failed is the only failure these faults should cause),
+   none is in flight, exactly one document per indexed file (the one its row records, and
+   ACTIVE), no document without an indexed row (orphans), no second document for a file
+   version (duplicates), no removal left open.
+
+The seed drives the library, the emulator's faults and jitter, and the kill schedule, so a
+failure can be replayed with the same ``--seed`` (thread timing still varies). Prints the
+counts and the kills; exits 1 if any check fails. Every process it starts is stopped (process
+groups), on Ctrl+C too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import json
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import benchlib as bl  # noqa: E402
+from make_sample_library import make_library  # noqa: E402
+
+FAULTS = {"rate_limit": 0.05, "unavailable": 0.05, "create_failed": 0.05, "never_done": 0.01,
+          "index_failed": 0.01}
+ACTIONS = ("sigkill-worker", "sigkill-group", "sigint", "sigterm")
+EXPECTED_FAILURES = {"index_failed"}
+IN_FLIGHT = ("pending", "queued", "uploading", "importing")
+
+
+class Chaos:
+    def __init__(self, *, work: Path, files: int, workers: int, seed: int, kills: int,
+                 chaos_s: float, poll_timeout_s: float, settle_s: float,
+                 episode_s: tuple[float, float] = (1.5, 5.0), faults: dict | None = None,
+                 out=sys.stdout):
+        self.work, self.files, self.workers, self.seed = work, files, workers, seed
+        self.kills, self.chaos_s, self.settle_s, self.episode_s = kills, chaos_s, settle_s, episode_s
+        self.poll_timeout_s = poll_timeout_s
+        self.faults = FAULTS if faults is None else faults
+        self.rng = random.Random(f"chaos:{seed}")
+        self.out = out
+        self.started = time.monotonic()
+        self.done_kills: collections.Counter = collections.Counter()
+        self.consumer_kinds: collections.Counter = collections.Counter()
+        self.consumers = 0
+
+    def say(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f} s] {message}", file=self.out, flush=True)
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> dict:
+        make_library(self.work / "library", self.files, self.seed)
+        with bl.Children() as children:
+            self.children = children
+            self.emu = children.add(bl.EmulatorProcess(
+                self.work / "emulator.log", profile="realistic", faults=self.faults,
+                seed=self.seed))
+            self.app = bl.Run(self.work / "home", self.emu.base_url, {
+                "OBJLIB_POLL_TIMEOUT_S": str(self.poll_timeout_s),
+                "OBJLIB_BACKOFF_BASE_S": "0.2"})
+            self.app.cli("scan", str(self.work / "library"))
+            self.app.cli("enqueue")
+            eligible = self.app.eligible()
+            self.say(f"{self.files} files, {eligible} eligible, enqueued; faults "
+                     + ", ".join(f"{k}={v}" for k, v in self.faults.items()))
+            self.chaos()
+            reconcile = self.finish()
+            stats = self.emu.stats()
+            self.emu.stop(signal.SIGINT, 10)
+        return self.verify(stats, eligible, reconcile)
+
+    def progress(self) -> str:
+        states = self.app.states()
+        return (f"indexed {states.get('indexed', 0)}, failed {states.get('failed', 0)}, "
+                f"in flight {sum(states.get(s, 0) for s in IN_FLIGHT)}")
+
+    def start_consumer(self, kind: str) -> bl.Child:
+        self.consumers += 1
+        self.consumer_kinds[kind] += 1
+        return self.app.consumer(self.children, self.work / f"consumer-{self.consumers}.log",
+                                 workers=self.workers, kind=kind)
+
+    def chaos(self) -> None:
+        consumer = None
+        deadline = time.monotonic() + self.chaos_s
+        while (sum(self.done_kills.values()) < self.kills and time.monotonic() < deadline
+               and not self.settled()):
+            if consumer is None or not consumer.alive():
+                consumer = self.start_consumer(self.rng.choice(("thread", "process")))
+            time.sleep(self.rng.uniform(*self.episode_s))
+            kind = consumer.argv[consumer.argv.index("-k") + 1]
+            workers = [p for p in bl.group_members(consumer.pid) if p != consumer.pid]
+            choices = ACTIONS if kind == "process" and workers else ACTIONS[1:]
+            action = self.rng.choice(choices)
+            self.done_kills[action] += 1
+            if action == "sigkill-worker":
+                victim = self.rng.choice(sorted(workers))
+                os.kill(victim, signal.SIGKILL)
+                self.say(f"SIGKILL worker process {victim} of consumer #{self.consumers} "
+                         f"({kind}); {self.progress()}")
+                continue
+            sig = {"sigkill-group": signal.SIGKILL, "sigint": signal.SIGINT,
+                   "sigterm": signal.SIGTERM}[action]
+            stopped = time.monotonic()
+            code = consumer.stop(sig, timeout_s=70.0)
+            self.say(f"{action} consumer #{self.consumers} ({kind}): exit {code} after "
+                     f"{time.monotonic() - stopped:.1f} s; {self.progress()}")
+        if consumer is not None and consumer.alive():
+            consumer.stop(signal.SIGINT, 70.0)
+        self.say(f"chaos over: {sum(self.done_kills.values())} kills/stops "
+                 f"({dict(self.done_kills)}); {self.progress()}")
+
+    def settled(self) -> bool:
+        open_removals = self.app.query("SELECT count(*) FROM removals WHERE removed_at IS NULL")
+        return self.app.settled() and open_removals[0][0] == 0
+
+    def drain(self, why: str) -> None:
+        """A consumer (threads) until every row is done and every removal closed."""
+        consumer = self.start_consumer("thread")
+        try:
+            bl.wait_until(self.settled, self.settle_s, 0.2, f"every row settled ({why})")
+        finally:
+            consumer.stop(signal.SIGINT, 70.0)
+        self.say(f"settled ({why}): {self.progress()}")
+
+    def finish(self) -> dict:
+        self.app.cli("enqueue")
+        self.drain("after objlib enqueue")
+        fixes = []
+        for _ in range(3):
+            report = json.loads(self.app.cli("reconcile", "--fix", "--json"))
+            fixes.append({"counts": report["counts"], "fixed": report["fixed"]})
+            self.say(f"objlib reconcile --fix: drift {report['drift']} {_nonzero(report['counts'])}")
+            if not report["drift"]:
+                break
+            self.drain("after reconcile --fix")
+        final = json.loads(self.app.cli("reconcile", "--json"))
+        self.say(f"objlib reconcile (dry run): drift {final['drift']} {_nonzero(final['counts'])}")
+        return {"fix_runs": fixes, "final": final["counts"], "final_drift": final["drift"]}
+
+    # ------------------------------------------------------------------ the checks
+
+    def verify(self, stats: dict, eligible: int, reconcile: dict) -> dict:
+        app = self.app
+        store = app.query("SELECT value FROM meta WHERE key='store'")[0][0]
+        docs = [d for name, s in stats["stores"].items() if name == store
+                for per_file in s["files"].values() for d in per_file]
+        rows = {r["id"]: r for r in app.query("SELECT * FROM files")}
+        states = collections.Counter(r["state"] for r in rows.values())
+        by_version = collections.defaultdict(list)
+        for doc in docs:
+            meta = doc["customMetadata"]
+            key = (int(float(meta["objlib_file_id"])), int(float(meta["objlib_version"])))
+            by_version[key].append(doc)
+        indexed = {(r["id"], r["version"]): r for r in rows.values() if r["state"] == "indexed"}
+        duplicates = {k: len(v) for k, v in by_version.items() if len(v) > 1}
+        orphans = sorted(d["name"] for k, v in by_version.items() if k not in indexed for d in v)
+        missing, wrong = [], []
+        for key, row in indexed.items():
+            found = by_version.get(key, [])
+            if not found:
+                missing.append(row["path"])
+            elif row["document"] not in {d["name"] for d in found} or \
+                    any(d["state"] != "STATE_ACTIVE" for d in found):
+                wrong.append(row["path"])
+        failed = [r for r in rows.values() if r["state"] == "failed"]
+        failed_by_class = collections.Counter(r["error_class"] for r in failed)
+        no_reason = [r["path"] for r in failed if not (r["error_class"] and r["error_message"])]
+        unexpected = [f"{r['path']}: {r['error_class']}: {r['error_message']}" for r in failed
+                      if r["error_class"] not in EXPECTED_FAILURES]
+        open_removals = app.query("SELECT count(*) FROM removals WHERE removed_at IS NULL")[0][0]
+        in_flight = sum(states.get(s, 0) for s in IN_FLIGHT)
+        counts = {
+            "files": self.files, "eligible": eligible, "indexed": states.get("indexed", 0),
+            "failed": len(failed), "failed_by_class": dict(failed_by_class),
+            "skipped": states.get("skipped", 0), "in_flight": in_flight,
+            "documents": len(docs), "orphans": len(orphans), "duplicates": len(duplicates),
+            "missing_documents": len(missing), "wrong_documents": len(wrong),
+            "open_removals": open_removals, "queue_depth": list(app.queue_depth()),
+        }
+        problems = []
+        if counts["indexed"] + counts["failed"] != eligible:
+            problems.append(f"{eligible} eligible, but {counts['indexed']} indexed + "
+                            f"{counts['failed']} failed")
+        for what, items in (("in flight", in_flight), ("orphan documents", orphans),
+                            ("duplicated file versions", duplicates),
+                            ("indexed rows without a document", missing),
+                            ("indexed rows whose document is another or not ACTIVE", wrong),
+                            ("failed rows without a reason", no_reason),
+                            ("unexpected failures", unexpected),
+                            ("open removals", open_removals)):
+            if items:
+                detail = items if isinstance(items, int) else list(items)[:5]
+                problems.append(f"{what}: {detail}")
+        if len(docs) != counts["indexed"]:
+            problems.append(f"{len(docs)} documents in the store for {counts['indexed']} "
+                            "indexed files")
+        if reconcile["final_drift"]:
+            problems.append(f"reconcile still finds drift: {_nonzero(reconcile['final'])}")
+        return {
+            "seed": self.seed, "workers": self.workers, "counts": counts,
+            "kills": dict(self.done_kills), "kills_total": sum(self.done_kills.values()),
+            "consumers_started": dict(self.consumer_kinds),
+            "faults_injected": stats["faults"], "api_requests": stats["total_requests"],
+            "reconcile": reconcile, "elapsed_s": round(time.monotonic() - self.started, 1),
+            "problems": problems, "ok": not problems,
+        }
+
+
+def _nonzero(counts: dict) -> dict:
+    return {k: v for k, v in counts.items() if v}
+
+
+def render(result: dict) -> str:
+    c = result["counts"]
+    lines = [
+        f"chaos, seed {result['seed']}: {c['files']} files ({c['eligible']} eligible), "
+        f"-w {result['workers']}, {result['elapsed_s']:.0f} s",
+        f"  kills/stops       {result['kills_total']}: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(result["kills"].items())),
+        "  consumers started " + ", ".join(f"{k} {v}" for k, v in
+                                          sorted(result["consumers_started"].items())),
+        "  faults injected   " + ", ".join(f"{k} {v}" for k, v in
+                                          sorted(result["faults_injected"].items())),
+        f"  indexed           {c['indexed']}",
+        f"  failed            {c['failed']} {c['failed_by_class']}",
+        f"  skipped           {c['skipped']} (not eligible)",
+        f"  in flight         {c['in_flight']}",
+        f"  documents         {c['documents']} (one per indexed file: "
+        f"{'yes' if c['documents'] == c['indexed'] and not c['missing_documents'] else 'NO'})",
+        f"  orphans           {c['orphans']}",
+        f"  duplicates        {c['duplicates']}",
+        f"  open removals     {c['open_removals']}; queue (waiting, scheduled) "
+        f"{tuple(c['queue_depth'])}",
+        "  reconcile --fix   " + "; ".join(
+            f"found {_nonzero(f['counts']) or 'nothing'}" for f in result["reconcile"]["fix_runs"]),
+    ]
+    lines.append("OK: nothing lost, nothing doubled" if result["ok"] else
+                 "FAILED:\n" + "\n".join(f"  - {p}" for p in result["problems"]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kills", type=int, default=12, help="kills/stops during the run")
+    parser.add_argument("--chaos-s", type=float, default=120.0,
+                        help="the chaos phase ends after this many seconds at most")
+    parser.add_argument("--poll-timeout-s", type=float, default=10.0,
+                        help="OBJLIB_POLL_TIMEOUT_S: never-done imports are decided after it")
+    parser.add_argument("--settle-s", type=float, default=300.0,
+                        help="the time allowed for the final settling")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--json-out", default="bench-results/chaos.json")
+    args = parser.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="objlib-chaos-") if args.keep else None
+    with tempfile.TemporaryDirectory(prefix="objlib-chaos-") as name:
+        work = Path(tmp or name)
+        result = Chaos(work=work, files=args.files, workers=args.workers, seed=args.seed,
+                       kills=args.kills, chaos_s=args.chaos_s,
+                       poll_timeout_s=args.poll_timeout_s, settle_s=args.settle_s).run()
+    print(render(result))
+    if tmp:
+        print(f"work folder kept: {tmp}")
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
