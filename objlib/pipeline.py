@@ -77,6 +77,10 @@ def build_context(settings: Settings) -> Context:
     throttle = Throttle.from_settings(settings)
 
     def on_request(call: str, cost: int) -> None:
+        prepaid = getattr(_holder, "prepaid", 0)
+        if prepaid >= cost:  # the step reserved its requests up front
+            _holder.prepaid = prepaid - cost
+            return
         throttle.acquire(getattr(_holder, "id", None) or process_owner(), cost)
 
     def on_response(call: str, status: int | None) -> None:
@@ -94,8 +98,14 @@ class _Step:
     def __init__(self, ctx: Context, step: str, row: lc.FileRow | None, holder: str):
         self.ctx, self.step, self.row, self.holder = ctx, step, row, holder
 
+    def prepay(self, requests: int) -> None:
+        """Reserve the requests this step expects in one go (raises Deferred if it must
+        wait); the calls inside then draw on them instead of queueing one by one."""
+        self.ctx.throttle.acquire(self.holder, requests)
+        _holder.prepaid = requests
+
     def __enter__(self):
-        _holder.id = self.holder
+        _holder.id, _holder.prepaid = self.holder, 0
         self.started = time.monotonic()
         row = self.row
         self.log = log.bind(step=self.step, file_id=row and row.id, path=row and row.path,
@@ -106,7 +116,7 @@ class _Step:
         self.log.info(event, duration_s=round(time.monotonic() - self.started, 4), **kw)
 
     def __exit__(self, *exc):
-        _holder.id = None
+        _holder.id, _holder.prepaid = None, 0
         return False
 
 
@@ -122,6 +132,7 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
         return False
     with _Step(ctx, "upload", row, task_id) as step:
         try:
+            step.prepay(_expected_requests(row))
             raw = _ensure_raw_file(ctx, row, task_id, step)
             if raw is None:
                 return False
@@ -153,6 +164,14 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
         except GeminiError as err:
             _retry_or_fail(ctx, row, err, step)
             return False
+
+
+def _expected_requests(row: lc.FileRow) -> int:
+    """What an upload step usually sends: a files.get, the upload (start + 8 MiB chunks) unless
+    resuming with the raw file known, and the importFile."""
+    if row.remote_file:
+        return 2
+    return 3 + max(1, -(-(row.size or 0) // (8 * 1024 * 1024)))
 
 
 def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):

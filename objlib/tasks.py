@@ -65,7 +65,12 @@ def upload_and_import(file_id: int, version: int, task=None):
     return None
 
 
-@huey.task(context=True, name="poll_import", **_UNEXPECTED)
+# Polls and removals are short and finish files already paid for: they go before uploads
+# waiting in the queue (huey runs higher priority first).
+_AHEAD = 10
+
+
+@huey.task(context=True, name="poll_import", priority=_AHEAD, **_UNEXPECTED)
 @_rescheduling
 def poll_import(file_id: int | None = None, version: int | None = None, task=None):
     if file_id is None:  # the upload step stopped early: nothing to follow
@@ -75,7 +80,7 @@ def poll_import(file_id: int | None = None, version: int | None = None, task=Non
     return None
 
 
-@huey.task(context=True, name="remove_document", **_UNEXPECTED)
+@huey.task(context=True, name="remove_document", priority=_AHEAD, **_UNEXPECTED)
 @_rescheduling
 def remove_document(removal_id: int, task=None):
     pipeline.remove_document(context(), removal_id, task.id)

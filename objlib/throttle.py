@@ -9,7 +9,10 @@ that finds the next slot in the future does not sleep and does not spin: it *res
 slot (the TAT moves on, so nobody else takes it) and is told how long to wait; the task
 re-schedules itself with that delay and, when it comes back, its reservation lets it through.
 Requests are therefore spread evenly: no 60-second window can hold more than the limit, and
-with plenty of work the sustained rate is close to it. The headroom (0.95) absorbs the lag
+with plenty of work the sustained rate is close to it. Reservations reach at most
+``RESERVE_AHEAD_S`` ahead; a caller beyond that comes back later without one. A step reserves
+all the requests it expects at once (``cost``), so a file's requests are not interleaved with
+every other file's and files finish steadily under a tight limit. The headroom (0.95) absorbs the lag
 between a slot and the request actually reaching the server.
 
 Circuit breaker — every response is counted in one-second buckets. When, within the rolling
@@ -36,6 +39,7 @@ from objlib.settings import Settings
 HEADROOM = 0.95
 _GRANT_EARLY_S = 0.05  # a slot this close is taken now rather than re-scheduled
 _RESERVATION_TTL_S = 600.0
+RESERVE_AHEAD_S = 10.0  # slots are reserved at most this far in the future
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), tat REAL NOT NULL);
@@ -123,6 +127,13 @@ class Throttle:
                 raise Deferred(reserved[0] - now, "rate limit: waiting for a reserved slot")
             tat = conn.execute("SELECT tat FROM limiter").fetchone()[0]
             start = max(tat, now)
+            if start - now > RESERVE_AHEAD_S:
+                # the slots are taken that far ahead: come back later without holding one
+                # (a short horizon keeps a step's requests together instead of interleaving
+                # every task's requests over minutes)
+                wait = start - now - RESERVE_AHEAD_S
+                raise Deferred(wait + self._rng.uniform(0, RESERVE_AHEAD_S / 2),
+                               "rate limit: slots taken")
             conn.execute("UPDATE limiter SET tat=?", (start + cost * self.interval_s,))
             if start <= now + _GRANT_EARLY_S:
                 return

@@ -197,4 +197,9 @@ def test_rate_limit_holds_across_three_consumer_processes(settings, library, emu
     assert stats["max_requests_in_60s"] <= limit, stats["max_requests_in_60s"]
     assert stats["total_requests"] >= 0.75 * limit * elapsed / 60, (stats["total_requests"],
                                                                    elapsed)
-    assert 0 < file_states(settings).get("indexed", 0) < total
+    # and files finish steadily (a step reserves its requests together) rather than all
+    # advancing one request at a time
+    indexed = file_states(settings).get("indexed", 0)
+    print(f"rate limit {limit}/min: busiest 60 s {stats['max_requests_in_60s']}, "
+          f"{stats['total_requests']} requests in {elapsed:.0f} s, {indexed} files indexed")
+    assert 10 <= indexed < total

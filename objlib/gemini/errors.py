@@ -43,7 +43,10 @@ except ImportError:
 _TRANSPORTS = tuple(m for m in (httpx2, httpx) if m is not None)
 _REQUEST_ERRORS = tuple(m.RequestError for m in _TRANSPORTS)
 _TIMEOUTS = tuple(m.TimeoutException for m in _TRANSPORTS)
-_BAD_URL = tuple(cls for m in _TRANSPORTS for cls in (m.UnsupportedProtocol, m.InvalidURL))
+# the request could not even be formed (a bad base URL, an illegal header value): retrying
+# the same request cannot help
+_BAD_REQUEST = tuple(cls for m in _TRANSPORTS
+                     for cls in (m.UnsupportedProtocol, m.InvalidURL, m.LocalProtocolError))
 
 # Which HTTP statuses mean "the thing is not there (any more)", per call.
 _GONE = {
@@ -139,8 +142,8 @@ def classify(exc: BaseException, *, call: str) -> GeminiError:
         return exc
     if isinstance(exc, genai_errors.APIError):
         return _from_api_error(exc, call)
-    if isinstance(exc, _BAD_URL):
-        return Permanent(f"bad base URL on {call}: {_describe(exc)}", call=call)
+    if isinstance(exc, _BAD_REQUEST):
+        return Permanent(f"request could not be sent on {call}: {_describe(exc)}", call=call)
     if isinstance(exc, _TIMEOUTS):
         return Transient(f"timed out on {call}: {_describe(exc)}", call=call)
     if isinstance(exc, _REQUEST_ERRORS):
