@@ -202,6 +202,13 @@ def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = Fal
     """Every row that needs work becomes one task per file version (twice is harmless)."""
     now = time.time() if now is None else now
     catalog = open_catalog(settings)
+    try:
+        return _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now)
+    finally:
+        catalog.close()
+
+
+def _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now) -> EnqueueSummary:
     store = catalog.get_meta("store")
     if not dry_run:
         store = ensure_store(settings, catalog, gemini)
