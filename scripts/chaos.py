@@ -2,21 +2,24 @@
 """``make chaos``: a faulty API and workers killed at random, then proof that nothing was lost
 and nothing was doubled.
 
-    python scripts/chaos.py [--files 1000] [--workers 7] [--seed 1] [--kills 12]
-                            [--chaos-s 120] [--poll-timeout-s 10] [--json-out PATH]
+    python scripts/chaos.py [--files 1000] [--workers 7] [--seed 1] [--until 0.9]
+                            [--chaos-s 240] [--max-kills 0] [--poll-timeout-s 10]
+                            [--settle-s 300] [--keep] [--json-out PATH]
 
 1. A sample library of ``--files`` files (``make_sample_library.py``: bad inputs included,
-   which the scan skips) is scanned and enqueued against ``python -m objlib emulator
-   --profile realistic`` with faults: rate_limit 0.05, unavailable 0.05, create_failed 0.05,
+   which the scan skips) is scanned and enqueued against the emulator (in this process,
+   ``realistic`` profile) with faults: rate_limit 0.05, unavailable 0.05, create_failed 0.05,
    never_done 0.01, index_failed 0.01.
 2. Chaos: a consumer (``-k thread`` or ``-k process`` at random, recommended flags) runs for a
    random 1.5-5 s, then one of: SIGKILL of one worker process (process mode; huey restarts
    it, its task is lost), SIGKILL of the whole process group, SIGINT (graceful) or SIGTERM
-   (immediate) to the group. A stopped consumer is restarted at once. This repeats
-   ``--kills`` times (or until ``--chaos-s`` passes or every file is done).
+   (immediate) to the group. A stopped consumer is restarted at once. This repeats until
+   ``--until`` of the files are indexed or failed (or ``--chaos-s`` passes, or
+   ``--max-kills`` kills happened).
 3. The end, as a user would do it: ``objlib enqueue``, a consumer until every row is indexed
    or failed and every removal is done, ``objlib reconcile --fix`` (and workers again for
-   whatever it re-enqueued), then a dry ``objlib reconcile`` that must find no drift.
+   whatever it re-enqueued), then a dry ``objlib reconcile`` that must find no drift. The
+   faults are lifted while reconcile runs (it does not retry a 429/503; see ``reconcile``).
 4. Checks against the emulator's real document list: every eligible file is indexed or failed
    with a class and a message (index_failed is the only failure these faults should cause),
    none is in flight, exactly one document per indexed file (the one its row records, and
@@ -48,20 +51,24 @@ sys.path.insert(0, str(HERE))
 import benchlib as bl  # noqa: E402
 from make_sample_library import make_library  # noqa: E402
 
+from objlib.emulator import Emulator  # noqa: E402
+
 FAULTS = {"rate_limit": 0.05, "unavailable": 0.05, "create_failed": 0.05, "never_done": 0.01,
           "index_failed": 0.01}
 ACTIONS = ("sigkill-worker", "sigkill-group", "sigint", "sigterm")
 EXPECTED_FAILURES = {"index_failed"}
 IN_FLIGHT = ("pending", "queued", "uploading", "importing")
+TRANSIENT_CODES = ("429 RESOURCE_EXHAUSTED", "503 UNAVAILABLE")
 
 
 class Chaos:
-    def __init__(self, *, work: Path, files: int, workers: int, seed: int, kills: int,
-                 chaos_s: float, poll_timeout_s: float, settle_s: float,
+    def __init__(self, *, work: Path, files: int, workers: int, seed: int, until: float,
+                 chaos_s: float, max_kills: int, poll_timeout_s: float, settle_s: float,
                  episode_s: tuple[float, float] = (1.5, 5.0), faults: dict | None = None,
                  out=sys.stdout):
         self.work, self.files, self.workers, self.seed = work, files, workers, seed
-        self.kills, self.chaos_s, self.settle_s, self.episode_s = kills, chaos_s, settle_s, episode_s
+        self.until, self.chaos_s, self.max_kills = until, chaos_s, max_kills
+        self.settle_s, self.episode_s = settle_s, episode_s
         self.poll_timeout_s = poll_timeout_s
         self.faults = FAULTS if faults is None else faults
         self.rng = random.Random(f"chaos:{seed}")
@@ -70,6 +77,7 @@ class Chaos:
         self.done_kills: collections.Counter = collections.Counter()
         self.consumer_kinds: collections.Counter = collections.Counter()
         self.consumers = 0
+        self.enqueue_retries = 0
 
     def say(self, message: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f} s] {message}", file=self.out, flush=True)
@@ -78,23 +86,20 @@ class Chaos:
 
     def run(self) -> dict:
         make_library(self.work / "library", self.files, self.seed)
-        with bl.Children() as children:
+        self.emu = Emulator(profile="realistic", faults=self.faults, seed=self.seed)
+        with bl.Children() as children, self.emu:
             self.children = children
-            self.emu = children.add(bl.EmulatorProcess(
-                self.work / "emulator.log", profile="realistic", faults=self.faults,
-                seed=self.seed))
             self.app = bl.Run(self.work / "home", self.emu.base_url, {
                 "OBJLIB_POLL_TIMEOUT_S": str(self.poll_timeout_s),
                 "OBJLIB_BACKOFF_BASE_S": "0.2"})
             self.app.cli("scan", str(self.work / "library"))
-            self.app.cli("enqueue")
+            self.enqueue()
             eligible = self.app.eligible()
             self.say(f"{self.files} files, {eligible} eligible, enqueued; faults "
                      + ", ".join(f"{k}={v}" for k, v in self.faults.items()))
             self.chaos()
             reconcile = self.finish()
             stats = self.emu.stats()
-            self.emu.stop(signal.SIGINT, 10)
         return self.verify(stats, eligible, reconcile)
 
     def progress(self) -> str:
@@ -108,11 +113,18 @@ class Chaos:
         return self.app.consumer(self.children, self.work / f"consumer-{self.consumers}.log",
                                  workers=self.workers, kind=kind)
 
+    def done_fraction(self) -> float:
+        states = self.app.states()
+        eligible = sum(n for state, n in states.items() if state not in ("skipped", "deleted"))
+        return (states.get("indexed", 0) + states.get("failed", 0)) / max(1, eligible)
+
     def chaos(self) -> None:
+        """Kill/stop and restart until ``until`` of the files are done, ``chaos_s`` passed or
+        ``max_kills`` (0: no cap) happened."""
         consumer = None
         deadline = time.monotonic() + self.chaos_s
-        while (sum(self.done_kills.values()) < self.kills and time.monotonic() < deadline
-               and not self.settled()):
+        while (time.monotonic() < deadline and self.done_fraction() < self.until
+               and not (self.max_kills and sum(self.done_kills.values()) >= self.max_kills)):
             if consumer is None or not consumer.alive():
                 consumer = self.start_consumer(self.rng.choice(("thread", "process")))
             time.sleep(self.rng.uniform(*self.episode_s))
@@ -151,20 +163,43 @@ class Chaos:
             consumer.stop(signal.SIGINT, 70.0)
         self.say(f"settled ({why}): {self.progress()}")
 
+    def enqueue(self) -> None:
+        """``objlib enqueue``, run again (as a user would) when the faults hit its store
+        calls: it does not retry a 429/503 itself. The retries are counted."""
+        for attempt in range(1, 11):
+            try:
+                self.app.cli("enqueue")
+                return
+            except RuntimeError as exc:
+                if attempt == 10 or not any(code in str(exc) for code in TRANSIENT_CODES):
+                    raise
+                self.enqueue_retries += 1
+                self.say(f"objlib enqueue failed, again: {str(exc).strip().splitlines()[-1]}")
+
     def finish(self) -> dict:
-        self.app.cli("enqueue")
+        self.enqueue()
         self.drain("after objlib enqueue")
         fixes = []
         for _ in range(3):
-            report = json.loads(self.app.cli("reconcile", "--fix", "--json"))
+            report = self.reconcile("--fix")
             fixes.append({"counts": report["counts"], "fixed": report["fixed"]})
             self.say(f"objlib reconcile --fix: drift {report['drift']} {_nonzero(report['counts'])}")
             if not report["drift"]:
                 break
             self.drain("after reconcile --fix")
-        final = json.loads(self.app.cli("reconcile", "--json"))
+        final = self.reconcile()
         self.say(f"objlib reconcile (dry run): drift {final['drift']} {_nonzero(final['counts'])}")
         return {"fix_runs": fixes, "final": final["counts"], "final_drift": final["drift"]}
+
+    def reconcile(self, *flags: str) -> dict:
+        """``objlib reconcile [--fix] --json`` with the faults lifted for its duration: it
+        lists the whole store and stops at the first 429/503 (it does not retry), which with
+        10 % faulty calls and a page per 20 documents would almost never get through."""
+        self.emu.configure(faults={kind: 0.0 for kind in self.faults})
+        try:
+            return json.loads(self.app.cli("reconcile", *flags, "--json"))
+        finally:
+            self.emu.configure(faults=self.faults)
 
     # ------------------------------------------------------------------ the checks
 
@@ -196,11 +231,13 @@ class Chaos:
         no_reason = [r["path"] for r in failed if not (r["error_class"] and r["error_message"])]
         unexpected = [f"{r['path']}: {r['error_class']}: {r['error_message']}" for r in failed
                       if r["error_class"] not in EXPECTED_FAILURES]
+        reasons = collections.Counter(f"{r['error_class']}: {r['error_message']}" for r in failed)
         open_removals = app.query("SELECT count(*) FROM removals WHERE removed_at IS NULL")[0][0]
         in_flight = sum(states.get(s, 0) for s in IN_FLIGHT)
         counts = {
             "files": self.files, "eligible": eligible, "indexed": states.get("indexed", 0),
             "failed": len(failed), "failed_by_class": dict(failed_by_class),
+            "failed_reasons": dict(reasons.most_common()),
             "skipped": states.get("skipped", 0), "in_flight": in_flight,
             "documents": len(docs), "orphans": len(orphans), "duplicates": len(duplicates),
             "missing_documents": len(missing), "wrong_documents": len(wrong),
@@ -218,7 +255,8 @@ class Chaos:
                             ("unexpected failures", unexpected),
                             ("open removals", open_removals)):
             if items:
-                detail = items if isinstance(items, int) else list(items)[:5]
+                detail = items if isinstance(items, int) else \
+                    f"{len(items)}, e.g. {list(items)[:3]}"
                 problems.append(f"{what}: {detail}")
         if len(docs) != counts["indexed"]:
             problems.append(f"{len(docs)} documents in the store for {counts['indexed']} "
@@ -230,7 +268,8 @@ class Chaos:
             "kills": dict(self.done_kills), "kills_total": sum(self.done_kills.values()),
             "consumers_started": dict(self.consumer_kinds),
             "faults_injected": stats["faults"], "api_requests": stats["total_requests"],
-            "reconcile": reconcile, "elapsed_s": round(time.monotonic() - self.started, 1),
+            "reconcile": reconcile, "enqueue_retries": self.enqueue_retries,
+            "elapsed_s": round(time.monotonic() - self.started, 1),
             "problems": problems, "ok": not problems,
         }
 
@@ -252,6 +291,7 @@ def render(result: dict) -> str:
                                           sorted(result["faults_injected"].items())),
         f"  indexed           {c['indexed']}",
         f"  failed            {c['failed']} {c['failed_by_class']}",
+        *(f"    {n:4d} x {reason[:100]}" for reason, n in list(c["failed_reasons"].items())[:6]),
         f"  skipped           {c['skipped']} (not eligible)",
         f"  in flight         {c['in_flight']}",
         f"  documents         {c['documents']} (one per indexed file: "
@@ -260,6 +300,7 @@ def render(result: dict) -> str:
         f"  duplicates        {c['duplicates']}",
         f"  open removals     {c['open_removals']}; queue (waiting, scheduled) "
         f"{tuple(c['queue_depth'])}",
+        f"  enqueue re-runs   {result['enqueue_retries']} (it stops at a 429/503)",
         "  reconcile --fix   " + "; ".join(
             f"found {_nonzero(f['counts']) or 'nothing'}" for f in result["reconcile"]["fix_runs"]),
     ]
@@ -273,9 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kills", type=int, default=12, help="kills/stops during the run")
-    parser.add_argument("--chaos-s", type=float, default=120.0,
-                        help="the chaos phase ends after this many seconds at most")
+    parser.add_argument("--until", type=float, default=0.9,
+                        help="kill and restart until this fraction of the files is done (0.9)")
+    parser.add_argument("--chaos-s", type=float, default=240.0,
+                        help="the chaos phase ends after this many seconds at most (240)")
+    parser.add_argument("--max-kills", type=int, default=0,
+                        help="stop the chaos after this many kills/stops (0: no cap)")
     parser.add_argument("--poll-timeout-s", type=float, default=10.0,
                         help="OBJLIB_POLL_TIMEOUT_S: never-done imports are decided after it")
     parser.add_argument("--settle-s", type=float, default=300.0,
@@ -287,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="objlib-chaos-") as name:
         work = Path(tmp or name)
         result = Chaos(work=work, files=args.files, workers=args.workers, seed=args.seed,
-                       kills=args.kills, chaos_s=args.chaos_s,
+                       until=args.until, chaos_s=args.chaos_s, max_kills=args.max_kills,
                        poll_timeout_s=args.poll_timeout_s, settle_s=args.settle_s).run()
     print(render(result))
     if tmp:
