@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast demo bench bench-scan chaos clean
+.PHONY: test test-fast demo bench bench-quick bench-scan chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,16 +23,21 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## make bench: pipeline, overhead, rate-limit, scan and status figures
+## make bench: pipeline, overhead, rate-limit, scan and status figures (BENCH_ARGS="--only rate")
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+## make bench-quick: a smoke run of every benchmark (about two minutes)
+bench-quick: $(STAMP)
+	$(BIN)/python scripts/bench.py --quick $(BENCH_ARGS)
 
 bench-scan: $(STAMP)
 	$(BIN)/python scripts/bench_scan.py
 
 ## make chaos: kill workers at random during a faulty run, then prove nothing was lost
+## (CHAOS_ARGS="--seed 7" replays a run)
 chaos: $(STAMP)
-	$(BIN)/python scripts/chaos.py
+	$(BIN)/python scripts/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) data bench-results .pytest_cache
