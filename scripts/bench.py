@@ -360,7 +360,10 @@ def _ok(good: bool | None) -> str:
 
 def table(results: dict) -> str:
     m = results["machine"]
-    lines = [f"objlib bench - {m['cores']} cores ({m['usable_cores']} usable), {m['machine']}",
+    dirty = f", uncommitted: {' '.join(x.split()[-1] for x in m['uncommitted'])}" \
+        if m.get("uncommitted") else ""
+    lines = [f"objlib bench - {m['cores']} cores ({m['usable_cores']} usable), {m['machine']}; "
+             f"code {m.get('commit')}{dirty}",
              f"{'figure':<46} {'value':>12}  target"]
 
     def row(name, value, target="", good=None):

@@ -31,12 +31,22 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> dict:
+    """Cores, platform, and the code measured (commit, and objlib files changed since)."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     import platform
 
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
     return {"cores": os.cpu_count(), "usable_cores": usable,
             "machine": f"{platform.system()} {platform.machine()} "
-                       f"Python {platform.python_version()}"}
+                       f"Python {platform.python_version()}",
+            "commit": git("rev-parse", "--short", "HEAD").strip(),
+            "uncommitted": git("status", "--porcelain", "--", "objlib").splitlines()}
 
 
 # ---------------------------------------------------------------------------- children

@@ -265,6 +265,7 @@ class Chaos:
             problems.append(f"reconcile still finds drift: {_nonzero(reconcile['final'])}")
         return {
             "seed": self.seed, "workers": self.workers, "counts": counts,
+            "machine": bl.machine(),
             "kills": dict(self.done_kills), "kills_total": sum(self.done_kills.values()),
             "consumers_started": dict(self.consumer_kinds),
             "faults_injected": stats["faults"], "api_requests": stats["total_requests"],
@@ -280,9 +281,11 @@ def _nonzero(counts: dict) -> dict:
 
 def render(result: dict) -> str:
     c = result["counts"]
+    m = result["machine"]
     lines = [
         f"chaos, seed {result['seed']}: {c['files']} files ({c['eligible']} eligible), "
-        f"-w {result['workers']}, {result['elapsed_s']:.0f} s",
+        f"-w {result['workers']}, {result['elapsed_s']:.0f} s; {m['cores']} cores; "
+        f"code {m['commit']}" + (" (objlib files uncommitted)" if m["uncommitted"] else ""),
         f"  kills/stops       {result['kills_total']}: " + ", ".join(
             f"{k} {v}" for k, v in sorted(result["kills"].items())),
         "  consumers started " + ", ".join(f"{k} {v}" for k, v in
