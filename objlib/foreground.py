@@ -263,7 +263,8 @@ class _Watcher:
         next_recovery = time.monotonic() + _FIRST_RECOVER_S
         while not self.interrupts.count:
             if time.monotonic() >= next_recovery:
-                recover(self.settings, self.catalog)  # what the consumer's periodic task does
+                # what the consumer's periodic task does; our own workers' tasks are alive
+                recover(self.settings, self.catalog, running=bind(self.settings).running_here())
                 next_recovery = time.monotonic() + _RECOVER_EVERY_S
             p = self.show()
             if p.done and not removals_waiting(self.settings):

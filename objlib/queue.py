@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
-from objlib.errors import QueueError
+from objlib.errors import ConfigError, QueueError
 from objlib.log import get_logger
 from objlib.settings import Settings
 
@@ -92,7 +92,7 @@ def live_tasks(huey) -> LiveTasks:
     return live
 
 
-def _owner_alive(owner: str | None) -> bool:
+def owner_alive(owner: str | None) -> bool:
     """A lease owner (host:pid) on this host is alive if its process exists."""
     if not owner:
         return False
@@ -117,7 +117,7 @@ def is_stuck(row: lc.FileRow, live: LiveTasks, now: float) -> bool:
     leased = row.lease_until is not None and row.lease_until > now
     if not leased:
         return True
-    return row.lease_owner is not None and not _owner_alive(row.lease_owner)
+    return row.lease_owner is not None and not owner_alive(row.lease_owner)
 
 
 @dataclass
@@ -144,18 +144,22 @@ def _exclusive(settings: Settings):
 
 
 def recover(settings: Settings, catalog: Catalog, *, dry_run: bool = False,
-            now: float | None = None) -> RecoverSummary:
-    """Hand every stuck in-flight row to a new task; re-send lost removals."""
+            now: float | None = None, running=()) -> RecoverSummary:
+    """Hand every stuck in-flight row to a new task; re-send lost removals. ``running``: tasks
+    this process is executing (they are in no queue, yet alive)."""
     with _exclusive(settings) as mine, queue_errors(settings):
         if not mine:
             return RecoverSummary()
-        return _recover(settings, catalog, dry_run=dry_run, now=now)
+        return _recover(settings, catalog, dry_run=dry_run, now=now, running=running)
 
 
-def _recover(settings: Settings, catalog: Catalog, *, dry_run: bool, now: float | None):
+def _recover(settings: Settings, catalog: Catalog, *, dry_run: bool, now: float | None,
+             running=()):
     tasks = bind(settings)
     now = time.time() if now is None else now
     live = live_tasks(tasks.huey)
+    for task in running:
+        live.add(task)
     summary = RecoverSummary()
     rows = catalog.query(f"SELECT * FROM files WHERE state IN ({','.join('?' * 3)})", lc.IN_FLIGHT)
     for row in map(lc.FileRow.from_row, rows):
@@ -245,7 +249,13 @@ def ensure_store(settings: Settings, catalog: Catalog, gemini=None) -> str:
 
         gemini = GeminiClient.from_env(settings)
     store = gemini.ensure_store(settings.store_name)
-    if catalog.get_meta("store") != store.name:
+    recorded = catalog.get_meta("store")
+    if recorded and recorded != store.name and catalog.query(
+            "SELECT 1 FROM files WHERE document IS NOT NULL LIMIT 1"):
+        raise ConfigError(
+            f"this catalogue mirrors the library into {recorded}; {settings.store_name!r} is "
+            f"another store ({store.name}). Use another --home for another store")
+    if recorded != store.name:
         catalog.set_meta("store", store.name)
     return store.name
 

@@ -211,7 +211,7 @@ def counts(catalog: Catalog, run_id: int) -> dict:
 def get_run(catalog: Catalog, run_id: int, *, now: float | None = None) -> dict | None:
     """One run as a dict: its record, and for a run still open its live figures. A run whose
     runner died without closing it reads as ``abandoned``."""
-    from objlib.queue import _owner_alive
+    from objlib.queue import owner_alive
 
     rows = catalog.query("SELECT * FROM runs WHERE id=?", (run_id,))
     if not rows:
@@ -220,7 +220,7 @@ def get_run(catalog: Catalog, run_id: int, *, now: float | None = None) -> dict 
     run = dict(rows[0])
     if run["outcome"] == RUNNING:
         run.update({k: v for k, v in counts(catalog, run_id).items() if k != "total"})
-        if not _owner_alive(run["owner"]):
+        if not owner_alive(run["owner"]):
             run["outcome"] = ABANDONED
     else:
         run["open"] = run["total"] - sum(run[k] or 0 for k in ("indexed", "failed", "left_over"))

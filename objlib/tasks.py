@@ -15,6 +15,7 @@ import threading
 import structlog
 from huey import SqliteHuey, crontab
 from huey.exceptions import RetryTask
+from huey.signals import SIGNAL_EXECUTING
 
 from objlib import log
 from objlib import pipeline
@@ -38,18 +39,44 @@ def context() -> pipeline.Context:
         return _context[1]
 
 
+# Work already started goes before work not started yet (huey runs higher priority first):
+# polls, removals and re-scheduled steps finish files instead of waiting behind new uploads.
+_AHEAD = 10
+
+
 def _rescheduling(fn):
     """A step that must wait raises Deferred; huey re-schedules the same task (same id,
-    same chain) with that delay. No worker ever sleeps on a remote operation."""
+    same chain) with that delay, ahead of new work. No worker ever sleeps on a remote
+    operation."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, task=None, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return fn(*args, task=task, **kwargs)
         except Deferred as d:
+            task.priority = max(task.priority or 0, _AHEAD)
             raise RetryTask(str(d), delay=max(d.delay_s, 0.0)) from None
 
     return wrapper
+
+
+_running: dict[str, object] = {}  # tasks executing in this process right now
+
+
+@huey.signal()
+def _track_running(signal_name, task, *args, **kwargs):
+    """Recovery in this process must not take a task that a worker here has dequeued but
+    not yet started (it is in no queue and its lease may still name a dead process)."""
+    with _lock:
+        if signal_name == SIGNAL_EXECUTING:
+            _running[task.id] = task
+        else:
+            _running.pop(task.id, None)
+
+
+def running_here() -> list:
+    with _lock:
+        return list(_running.values())
 
 
 # Unexpected exceptions (a bug, a catalogue locked for too long) are retried by huey a few
@@ -63,11 +90,6 @@ def upload_and_import(file_id: int, version: int, task=None):
     if pipeline.upload_and_import(context(), file_id, version, task.id):
         return (file_id, version)  # becomes the chained poll_import's arguments
     return None
-
-
-# Polls and removals are short and finish files already paid for: they go before uploads
-# waiting in the queue (huey runs higher priority first).
-_AHEAD = 10
 
 
 @huey.task(context=True, name="poll_import", priority=_AHEAD, **_UNEXPECTED)
@@ -92,7 +114,7 @@ def recover_stuck():
     lost with a killed worker, and re-send lost document removals."""
     from objlib.queue import recover
 
-    recover(context().settings, context().catalog)
+    recover(context().settings, context().catalog, running=running_here())
 
 
 @huey.on_startup()

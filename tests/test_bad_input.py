@@ -187,3 +187,15 @@ def test_the_api_key_appears_nowhere_after_a_full_run(settings, library, emulato
             assert secret not in path.read_bytes(), f"the API key leaked into {path.name}"
     log = consumer.log()
     assert "upload_and_import" in log, "the worker log is not the one that did the work"
+
+
+def test_switching_a_mirrored_catalogue_to_another_store_is_refused(settings, library, emulator):
+    write_library(library, 1)
+    scan_library(settings, library)
+    assert run("enqueue").exit_code == 0
+    catalog = open_catalog(settings)
+    with catalog.write() as conn:  # as if the file had been indexed into the first store
+        conn.execute("UPDATE files SET document='fileSearchStores/x/documents/d'")
+    result = run("enqueue", OBJLIB_STORE="another store")
+    assert result.exit_code == 1
+    assert "Use another --home for another store" in result.output
