@@ -296,6 +296,7 @@ def to_json(snap: Snapshot) -> dict:
                    "by_class": dict(snap.errors_by_class)},
         "last_reconcile": snap.last_reconcile,
         "last_activity_at": snap.last_activity_at,
+        "latest_run": snap.latest_run,
     }
 
 

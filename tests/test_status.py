@@ -26,7 +26,7 @@ from objlib.throttle import Throttle
 
 NOW = 1_800_000_000.0  # the tests' clock
 
-JSON_KEYS = {"generated_at", "home", "files", "oldest_in_flight_age_s", "queue", "progress",
+JSON_KEYS = {"latest_run", "generated_at", "home", "files", "oldest_in_flight_age_s", "queue", "progress",
              "throughput", "eta_seconds", "breaker", "rate_limit", "errors", "last_reconcile",
              "last_activity_at"}
 NESTED_KEYS = {
