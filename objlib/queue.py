@@ -248,7 +248,7 @@ def ensure_store(settings: Settings, catalog: Catalog, gemini=None) -> str:
         from objlib.gemini.client import GeminiClient
 
         gemini = GeminiClient.from_env(settings)
-    store = gemini.ensure_store(settings.store_name)
+    store = _with_retries(settings, lambda: gemini.ensure_store(settings.store_name))
     recorded = catalog.get_meta("store")
     if recorded and recorded != store.name and catalog.query(
             "SELECT 1 FROM files WHERE document IS NOT NULL LIMIT 1"):
@@ -258,6 +258,21 @@ def ensure_store(settings: Settings, catalog: Catalog, gemini=None) -> str:
     if recorded != store.name:
         catalog.set_meta("store", store.name)
     return store.name
+
+
+def _with_retries(settings: Settings, call, attempts: int = 6):
+    """A command (not a worker) may wait a little on a 429 or a transient error."""
+    from objlib.gemini.errors import GeminiError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except GeminiError as err:
+            if err.kind not in ("rate_limited", "transient") or attempt == attempts:
+                raise
+            delay = err.retry_after_s or settings.backoff_base_s * 2 ** (attempt - 1)
+            log.warning("retrying", error=str(err), delay_s=delay, attempt=attempt)
+            time.sleep(min(delay, settings.backoff_max_s))
 
 
 def queue_depth(settings: Settings) -> tuple[int, int]:

@@ -199,3 +199,12 @@ def test_switching_a_mirrored_catalogue_to_another_store_is_refused(settings, li
     result = run("enqueue", OBJLIB_STORE="another store")
     assert result.exit_code == 1
     assert "Use another --home for another store" in result.output
+
+
+def test_enqueue_waits_out_a_flaky_api_when_it_creates_the_store(settings, library, emulator):
+    write_library(library, 2)
+    scan_library(settings, library)
+    emulator.configure(faults={"unavailable": 0.3})
+    result = run("enqueue", OBJLIB_BACKOFF_BASE_S="0.05")
+    assert result.exit_code == 0, result.output
+    assert "enqueued 2 file(s)" in result.output
