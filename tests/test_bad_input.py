@@ -57,22 +57,23 @@ def test_odd_file_names_are_uploaded_and_indexed(settings, library, emulator):
         assert display == display.strip()
 
 
-def hold_write_lock(path):
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    return conn
+def enqueue_while_another_writer_holds(path):
+    """`objlib enqueue` (with a short busy timeout) while another connection holds the write
+    lock of ``path``."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        return run("enqueue", OBJLIB_BUSY_TIMEOUT_S="0.3")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_a_catalogue_locked_by_another_writer_is_a_clear_error_and_changes_nothing(
         settings, library, emulator):
     write_library(library, 3)
     scan_library(settings, library)
-    holder = hold_write_lock(settings.library_db)
-    try:
-        result = run("enqueue", OBJLIB_BUSY_TIMEOUT_S="0.3")
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    result = enqueue_while_another_writer_holds(settings.library_db)
     assert result.exit_code == 1
     assert "library.db is locked by another writer" in result.output
     assert "Traceback" not in result.output
@@ -86,12 +87,7 @@ def test_a_queue_locked_by_another_writer_is_a_clear_error_and_nothing_is_lost(
     write_library(library, 3)
     scan_library(settings, library)
     queue_depth(settings)  # the queue file exists
-    holder = hold_write_lock(settings.queue_db)
-    try:
-        result = run("enqueue", OBJLIB_BUSY_TIMEOUT_S="0.3")
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    result = enqueue_while_another_writer_holds(settings.queue_db)
     assert result.exit_code == 1
     assert "queue.db is locked by another writer" in result.output
     # the row marked queued before the failed enqueue is recovered by the next run
