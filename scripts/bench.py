@@ -147,11 +147,14 @@ def worker_profile(log_text: str, files: int, start: float, end: float, workers:
     busy = sum(in_tasks.values())
     edges = sorted([(a, 1) for seq in runs.values() for a, _, _ in seq] +
                    [(b, -1) for seq in runs.values() for _, b, _ in seq])
-    running, all_busy = 0, []
+    running, all_busy = 0, None
     for at, step in edges:
         running += step
         if running >= workers:
-            all_busy.append(at)
+            all_busy = at
+            break
+    last_upload = max((a for seq in runs.values() for a, _, kind in seq if kind == "upload"),
+                      default=None)
     return {
         "executions": counts,
         "in_task_s_per_file": {k: round(v / files, 4) for k, v in in_tasks.items()},
@@ -162,8 +165,8 @@ def worker_profile(log_text: str, files: int, start: float, end: float, workers:
         "idle_s_per_file": round(sum(g for g in gaps if g >= 0.1) / files, 4),
         "rescheduled_start_late_s": {"p50": bl.rounded(bl.percentile(late, 50)),
                                      "p95": bl.rounded(bl.percentile(late, 95))},
-        "ramp_up_s": bl.rounded(all_busy[0] - start if all_busy else None),
-        "tail_s": bl.rounded(end - all_busy[-1] if all_busy else None),
+        "ramp_up_s": bl.rounded(all_busy - start if all_busy else None),
+        "tail_s": bl.rounded(end - last_upload if last_upload else None),
     }
 
 
@@ -201,6 +204,9 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
     done_at = {op["document"]: op["done_at"] for op in operations if op["done_at"]}
     lags = [r["indexed_at"] - done_at[r["document"]] for r in rows if r["document"] in done_at]
     latency = [r["indexed_at"] - r["queued_at"] for r in rows]
+    done = sorted(r["indexed_at"] for r in rows)
+    lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
+    steady = (len(done) * 8 // 10) / (hi - lo) if hi > lo else None
     model = worker_model(profile)
     bound = workers / model["worker_s_per_file"] if model["worker_s_per_file"] else None
     files_per_s = len(rows) / span_s
@@ -213,6 +219,8 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
         "files_per_s": round(files_per_s, 2),
         "bound_files_per_s": bl.rounded(bound, 2),
         "ratio": bl.rounded(bound and files_per_s / bound),
+        "steady_files_per_s": bl.rounded(steady, 2),
+        "steady_ratio": bl.rounded(bound and steady and steady / bound),
         "latency_s": {"p50": bl.rounded(bl.percentile(latency, 50)),
                       "p95": bl.rounded(bl.percentile(latency, 95))},
         "done_to_indexed_s": {"p50": bl.rounded(bl.percentile(lags, 50)),
@@ -293,7 +301,8 @@ def bench_pipeline(args, tmp: Path, profile: str, n_runs: int) -> dict:
                                  workers=args.workers, seed=args.seed + i,
                                  timeout_s=args.timeout))
         log(f"  {runs[-1]['files_per_s']} files/s")
-    keys = ["files_per_s", "bound_files_per_s", "ratio", "latency_s.p50", "latency_s.p95",
+    keys = ["files_per_s", "bound_files_per_s", "ratio", "steady_files_per_s", "steady_ratio",
+            "latency_s.p50", "latency_s.p95",
             "done_to_indexed_s.p50", "done_to_indexed_s.p95", "consumer_cpu_ms_per_file",
             "emulator_cpu_ms_per_file", "workers_time.busy_fraction"]
     return {"runs": runs, "median": _medians(runs, keys), "n_runs": n_runs}
@@ -358,6 +367,11 @@ def _ok(good: bool | None) -> str:
     return "" if good is None else ("ok" if good else "MISSED")
 
 
+def _loads(runs: list[dict]) -> str:
+    """Each run's load average before/after, e.g. ``1.2/2.3 0.9/2.1``."""
+    return " ".join("/".join(f"{x:g}" for x in r["load_average"]) for r in runs)
+
+
 def table(results: dict) -> str:
     m = results["machine"]
     dirty = f", uncommitted: {' '.join(x.split()[-1] for x in m['uncommitted'])}" \
@@ -378,6 +392,8 @@ def table(results: dict) -> str:
             f"({r0['workers']} / {r0['model']['worker_s_per_file']} s)")
         row("ratio", md["ratio"], f">= {TARGETS['pipeline_ratio']}",
             md["ratio"] >= TARGETS["pipeline_ratio"])
+        row("steady state (10 %-90 % of files indexed) files/s", md["steady_files_per_s"])
+        row("steady-state ratio", md["steady_ratio"])
         row("latency enqueue->indexed P50 / P95 (s)",
             f"{md['latency_s.p50']:.2f} / {md['latency_s.p95']:.2f}")
         row("lag op done->indexed P50 / P95 (s)",
@@ -388,13 +404,12 @@ def table(results: dict) -> str:
             f"{k} {v:.3f}" for k, v in sorted(wt["in_task_s_per_file"].items())))
         row("  between tasks / idle per file, run 1 (s)",
             f"{wt['between_tasks_s_per_file']:.3f} / {wt['idle_s_per_file']:.3f}")
-        row("  ramp-up / tail with idle workers, run 1 (s)",
+        row("  ramp-up / tail (after the last new upload), run 1 (s)",
             f"{wt['ramp_up_s']:.2f} / {wt['tail_s']:.2f}")
         row("  calls per file, run 1", " ".join(
             f"{k}={v:g}" for k, v in sorted(r0["calls_per_file"].items())))
         row("consumer CPU per file (ms)", md["consumer_cpu_ms_per_file"])
-        row("machine load (1-min average), each run", " ".join(
-            "/".join(f"{x:g}" for x in r["load_average"]) for r in p["runs"]))
+        row("machine load (1-min average), each run", _loads(p["runs"]))
     if o := results.get("overhead"):
         md, r0 = o["median"], o["runs"][0]
         lines.append(f"overhead: {r0['files']} files, instant profile, -w {r0['workers']}; "
@@ -403,8 +418,7 @@ def table(results: dict) -> str:
             md["files_per_s"] >= TARGETS["overhead_files_per_s"])
         row("consumer CPU per file (ms)", md["consumer_cpu_ms_per_file"])
         row("emulator CPU per file (ms)", md["emulator_cpu_ms_per_file"])
-        row("machine load (1-min average), each run", " ".join(
-            "/".join(f"{x:g}" for x in r["load_average"]) for r in o["runs"]))
+        row("machine load (1-min average), each run", _loads(o["runs"]))
     if r := results.get("rate"):
         md, r0 = r["median"], r["runs"][0]
         lines.append(f"rate limit: L={r0['limit_per_minute']}/min for {r0['duration_s']:.0f} s, "
