@@ -164,8 +164,8 @@ class Chaos:
         self.say(f"settled ({why}): {self.progress()}")
 
     def enqueue(self) -> None:
-        """``objlib enqueue``, run again (as a user would) when the faults hit its store
-        calls: it does not retry a 429/503 itself. The retries are counted."""
+        """``objlib enqueue``, run again (as a user would) if the faults still make it fail
+        on a 429/503 (it waits some out itself). The re-runs are counted."""
         for attempt in range(1, 11):
             try:
                 self.app.cli("enqueue")
@@ -303,7 +303,7 @@ def render(result: dict) -> str:
         f"  duplicates        {c['duplicates']}",
         f"  open removals     {c['open_removals']}; queue (waiting, scheduled) "
         f"{tuple(c['queue_depth'])}",
-        f"  enqueue re-runs   {result['enqueue_retries']} (it stops at a 429/503)",
+        f"  enqueue re-runs   {result['enqueue_retries']} (after a 429/503 it gave up on)",
         "  reconcile --fix   " + "; ".join(
             f"found {_nonzero(f['counts']) or 'nothing'}" for f in result["reconcile"]["fix_runs"]),
     ]
