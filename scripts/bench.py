@@ -271,6 +271,7 @@ def rate_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: in
         "average_fraction": round(sent / elapsed * 60 / rpm, 3),
         "quota_429s": stats["faults"].get("rpm_quota", 0),
         "requests_before_workers": before,
+        "requests_by_endpoint": stats["requests"],
         "load_average": load,
     }
 
@@ -430,6 +431,7 @@ def table(results: dict) -> str:
         row("average over the run / L", md["average_fraction"])
         row("busiest window of quota calls, run 1", f"{r0['max_calls_in_60s']}/{r0['limit_per_minute']}")
         row("emulator quota 429s", md["quota_429s"])
+        row("files indexed during the run, run 1", r0["indexed"])
     if s := results.get("scan"):
         t = s["targets"]
         lines.append(f"scan: {s['files']} files, {s['bytes'] / 1e6:.1f} MB; median of {s['runs']} runs")
