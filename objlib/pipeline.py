@@ -288,7 +288,12 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
     with _Step(ctx, "poll", row, task_id) as step:
         now = ctx.clock()
         lc.hold(cat, file_id, version, now + _GRACE_S, owner=process_owner())
+        waited = now - (row.import_started_at or now)
         try:
+            if row.operation and waited < s.poll_first_delay_s:
+                # chained right after importFile: an import is never done that fast, so the
+                # first look waits instead of spending a request and a worker on it
+                raise Deferred(s.poll_first_delay_s - waited, "operation just started")
             document = row.document
             if row.operation:
                 op = ctx.gemini.get_operation(row.operation)
@@ -306,7 +311,6 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
         except GeminiError as err:
             _retry_or_fail(ctx, row, err, step)
             return []
-        waited = now - (row.import_started_at or now)
         delay = min(s.poll_max_delay_s, max(s.poll_first_delay_s, waited / 4))
         lc.hold(cat, file_id, version, now + delay + _GRACE_S)
         raise Deferred(delay, "operation not done")

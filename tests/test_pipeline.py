@@ -27,6 +27,12 @@ def ctx(settings, library, emulator):
     context.catalog.close()
 
 
+def later(ctx, seconds: float) -> None:
+    """Move the steps' clock on (polls wait a moment after importFile before looking)."""
+    clock = ctx.clock
+    ctx.clock = lambda: clock() + seconds
+
+
 def queued(ctx, file_id: int = 1, task_id: str = "task-1") -> lc.FileRow:
     row = lc.get(ctx.catalog, file_id)
     assert lc.mark_queued(ctx.catalog, row.id, row.version, task_id, time.time())
@@ -114,8 +120,13 @@ def test_polling_reschedules_until_done_then_marks_indexed(ctx, emulator):
     emulator.configure(latency={"index": 30.0})
     row = queued(ctx)
     pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
-    with pytest.raises(Deferred):
+    with pytest.raises(Deferred):  # just imported: not even asked yet
         pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    assert emulator.stats()["requests"].get("operations.get", 0) == 0
+    later(ctx, 2)
+    with pytest.raises(Deferred):  # asked: not done
+        pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    assert emulator.stats()["requests"]["operations.get"] == 1
     emulator.state.advance(31)
     pipeline.poll_import(ctx, row.id, row.version, "poll-1")
     row = lc.get(ctx.catalog, row.id)
@@ -137,6 +148,7 @@ def test_a_failed_indexing_fails_the_row_and_schedules_its_document_removal(ctx,
     emulator.configure(faults={"index_failed": 1.0})
     row = queued(ctx)
     pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    later(ctx, 2)
     removals = pipeline.poll_import(ctx, row.id, row.version, "poll-1")
     row = lc.get(ctx.catalog, row.id)
     assert (row.state, row.error_class) == ("failed", "index_failed")
