@@ -8,7 +8,6 @@ while every correct document stays, under the same name."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import time
 
