@@ -34,12 +34,12 @@ from __future__ import annotations
 import argparse
 import calendar
 import contextlib
-import subprocess
 import json
 import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -199,6 +199,8 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
         emu.stop(signal.SIGINT, 10)
     rows = run.query("SELECT queued_at, indexed_at, document FROM files WHERE state='indexed'")
     failed = run.states().get("failed", 0)
+    if not rows:
+        raise RuntimeError(f"no file was indexed ({failed} failed); see {log_path}")
     queued = min(r["queued_at"] for r in rows)
     span_s = max(r["indexed_at"] for r in rows) - queued
     done_at = {op["document"]: op["done_at"] for op in operations if op["done_at"]}
