@@ -197,7 +197,8 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
         consumer.stop(signal.SIGINT, 60)
         emu_cpu = emu.live_cpu_s() - emu_cpu_before
         emu.stop(signal.SIGINT, 10)
-    rows = run.query("SELECT queued_at, indexed_at, document FROM files WHERE state='indexed'")
+    rows = run.query("SELECT queued_at, upload_started_at, indexed_at, document FROM files "
+                     "WHERE state='indexed'")
     failed = run.states().get("failed", 0)
     if not rows:
         raise RuntimeError(f"no file was indexed ({failed} failed); see {log_path}")
@@ -206,9 +207,12 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
     done_at = {op["document"]: op["done_at"] for op in operations if op["done_at"]}
     lags = [r["indexed_at"] - done_at[r["document"]] for r in rows if r["document"] in done_at]
     latency = [r["indexed_at"] - r["queued_at"] for r in rows]
-    done = sorted(r["indexed_at"] for r in rows)
-    lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
-    steady = (len(done) * 8 // 10) / (hi - lo) if hi > lo else None
+    service = [r["indexed_at"] - r["upload_started_at"] for r in rows]
+    # steady state: files entering the pipeline (first upload step) between the 10th and the
+    # 90th percentile of those moments; continuations go first, so they pace new uploads
+    began = sorted(r["upload_started_at"] for r in rows)
+    lo, hi = began[len(began) // 10], began[len(began) * 9 // 10]
+    steady = (len(began) * 9 // 10 - len(began) // 10) / (hi - lo) if hi > lo else None
     model = worker_model(profile)
     bound = workers / model["worker_s_per_file"] if model["worker_s_per_file"] else None
     files_per_s = len(rows) / span_s
@@ -225,6 +229,8 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
         "steady_ratio": bl.rounded(bound and steady and steady / bound),
         "latency_s": {"p50": bl.rounded(bl.percentile(latency, 50)),
                       "p95": bl.rounded(bl.percentile(latency, 95))},
+        "upload_to_indexed_s": {"p50": bl.rounded(bl.percentile(service, 50)),
+                                "p95": bl.rounded(bl.percentile(service, 95))},
         "done_to_indexed_s": {"p50": bl.rounded(bl.percentile(lags, 50)),
                               "p95": bl.rounded(bl.percentile(lags, 95)),
                               "max": bl.rounded(max(lags, default=None))},
@@ -305,7 +311,8 @@ def bench_pipeline(args, tmp: Path, profile: str, n_runs: int) -> dict:
                                  timeout_s=args.timeout))
         log(f"  {runs[-1]['files_per_s']} files/s")
     keys = ["files_per_s", "bound_files_per_s", "ratio", "steady_files_per_s", "steady_ratio",
-            "latency_s.p50", "latency_s.p95",
+            "latency_s.p50", "latency_s.p95", "upload_to_indexed_s.p50",
+            "upload_to_indexed_s.p95",
             "done_to_indexed_s.p50", "done_to_indexed_s.p95", "consumer_cpu_ms_per_file",
             "emulator_cpu_ms_per_file", "workers_time.busy_fraction"]
     return {"runs": runs, "median": _medians(runs, keys), "n_runs": n_runs}
@@ -395,10 +402,12 @@ def table(results: dict) -> str:
             f"({r0['workers']} / {r0['model']['worker_s_per_file']} s)")
         row("ratio", md["ratio"], f">= {TARGETS['pipeline_ratio']}",
             md["ratio"] >= TARGETS["pipeline_ratio"])
-        row("steady state (10 %-90 % of files indexed) files/s", md["steady_files_per_s"])
+        row("steady state (10-90 % of upload starts) files/s", md["steady_files_per_s"])
         row("steady-state ratio", md["steady_ratio"])
         row("latency enqueue->indexed P50 / P95 (s)",
             f"{md['latency_s.p50']:.2f} / {md['latency_s.p95']:.2f}")
+        row("  of which first upload step->indexed (s)",
+            f"{md['upload_to_indexed_s.p50']:.2f} / {md['upload_to_indexed_s.p95']:.2f}")
         row("lag op done->indexed P50 / P95 (s)",
             f"{md['done_to_indexed_s.p50']:.2f} / {md['done_to_indexed_s.p95']:.2f}")
         row("workers busy (in tasks)", f"{md['workers_time.busy_fraction']:.0%}")
@@ -419,6 +428,8 @@ def table(results: dict) -> str:
                      f"median of {o['n_runs']} run(s)")
         row("files/s", md["files_per_s"], f">= {TARGETS['overhead_files_per_s']:g}",
             md["files_per_s"] >= TARGETS["overhead_files_per_s"])
+        row("steady state (10-90 % of upload starts) files/s", md["steady_files_per_s"])
+        row("tail after the last new upload, run 1 (s)", r0["workers_time"]["tail_s"])
         row("consumer CPU per file (ms)", md["consumer_cpu_ms_per_file"])
         row("emulator CPU per file (ms)", md["emulator_cpu_ms_per_file"])
         row("machine load (1-min average), each run", _loads(o["runs"]))

@@ -4,7 +4,7 @@ and nothing was doubled.
 
     python scripts/chaos.py [--files 1000] [--workers 7] [--seed 1] [--until 0.9]
                             [--chaos-s 240] [--max-kills 0] [--poll-timeout-s 10]
-                            [--settle-s 300] [--keep] [--json-out PATH]
+                            [--max-attempts N] [--settle-s 300] [--keep] [--json-out PATH]
 
 1. A sample library of ``--files`` files (``make_sample_library.py``: bad inputs included,
    which the scan skips) is scanned and enqueued against the emulator (in this process,
@@ -65,11 +65,11 @@ class Chaos:
     def __init__(self, *, work: Path, files: int, workers: int, seed: int, until: float,
                  chaos_s: float, max_kills: int, poll_timeout_s: float, settle_s: float,
                  episode_s: tuple[float, float] = (1.5, 5.0), faults: dict | None = None,
-                 out=sys.stdout):
+                 max_attempts: int | None = None, out=sys.stdout):
         self.work, self.files, self.workers, self.seed = work, files, workers, seed
         self.until, self.chaos_s, self.max_kills = until, chaos_s, max_kills
         self.settle_s, self.episode_s = settle_s, episode_s
-        self.poll_timeout_s = poll_timeout_s
+        self.poll_timeout_s, self.max_attempts = poll_timeout_s, max_attempts
         self.faults = FAULTS if faults is None else faults
         self.rng = random.Random(f"chaos:{seed}")
         self.out = out
@@ -89,9 +89,11 @@ class Chaos:
         self.emu = Emulator(profile="realistic", faults=self.faults, seed=self.seed)
         with bl.Children() as children, self.emu:
             self.children = children
-            self.app = bl.Run(self.work / "home", self.emu.base_url, {
-                "OBJLIB_POLL_TIMEOUT_S": str(self.poll_timeout_s),
-                "OBJLIB_BACKOFF_BASE_S": "0.2"})
+            env = {"OBJLIB_POLL_TIMEOUT_S": str(self.poll_timeout_s),
+                   "OBJLIB_BACKOFF_BASE_S": "0.2"}
+            if self.max_attempts:
+                env["OBJLIB_MAX_ATTEMPTS"] = str(self.max_attempts)
+            self.app = bl.Run(self.work / "home", self.emu.base_url, env)
             self.app.cli("scan", str(self.work / "library"))
             self.enqueue()
             eligible = self.app.eligible()
@@ -325,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop the chaos after this many kills/stops (0: no cap)")
     parser.add_argument("--poll-timeout-s", type=float, default=10.0,
                         help="OBJLIB_POLL_TIMEOUT_S: never-done imports are decided after it")
+    parser.add_argument("--max-attempts", type=int,
+                        help="OBJLIB_MAX_ATTEMPTS (default: objlib's own, 8)")
     parser.add_argument("--settle-s", type=float, default=300.0,
                         help="the time allowed for the final settling")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -335,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp or name)
         result = Chaos(work=work, files=args.files, workers=args.workers, seed=args.seed,
                        until=args.until, chaos_s=args.chaos_s, max_kills=args.max_kills,
-                       poll_timeout_s=args.poll_timeout_s, settle_s=args.settle_s).run()
+                       poll_timeout_s=args.poll_timeout_s, settle_s=args.settle_s,
+                       max_attempts=args.max_attempts).run()
     print(render(result))
     if tmp:
         print(f"work folder kept: {tmp}")

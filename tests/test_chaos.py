@@ -21,10 +21,12 @@ pytestmark = pytest.mark.slow
 
 def test_workers_killed_and_stopped_at_random_lose_nothing_and_double_nothing(tmp_path):
     # seed 11's schedule: SIGINT, SIGKILL of a process worker, SIGTERM, SIGTERM, SIGKILL of
-    # the group (one episode every 1-2.5 s until 90 % of the files are done)
+    # the group (one episode every 1-2.5 s until 90 % of the files are done). 12 attempts:
+    # looking a document up lists the whole store (pipeline._find_document) and a listing
+    # fails on any faulty page, so with 8 a file fails now and then (make chaos shows it).
     result = Chaos(work=tmp_path / "chaos", files=120, workers=7, seed=11, until=0.9,
                    max_kills=0, chaos_s=25.0, poll_timeout_s=5.0, settle_s=45.0,
-                   episode_s=(1.0, 2.5)).run()
+                   episode_s=(1.0, 2.5), max_attempts=12).run()
     print(render(result))
     assert result["ok"], result["problems"]
     assert result["kills_total"] >= 3, result["kills"]
