@@ -371,7 +371,7 @@ def _find_document(ctx: Context, row: lc.FileRow) -> str | None:
     """The document this version's import created, found in one pass over the store's list:
     its display name is the raw file's id and its metadata names this row and version."""
     raw_id = gm.raw_file_id(row.content_hash)
-    for doc in ctx.gemini.list_documents(ctx.store):
+    for doc in ctx.gemini.list_documents(ctx.store, transient_retries=3):
         if doc.display_name == raw_id and \
                 _meta_int(doc.custom_metadata, "objlib_file_id") == row.id and \
                 _meta_int(doc.custom_metadata, "objlib_version") == row.version:

@@ -391,3 +391,18 @@ def test_the_key_never_appears_in_an_error_or_the_client_repr(settings, monkeypa
     for err in (caught.value, refused.value):
         assert key not in str(err) and key not in repr(err)
     assert key not in repr(client)
+
+
+def test_a_long_listing_asks_a_failed_page_again_instead_of_starting_over(emulator, settings):
+    # Given a store of 45 documents (3 pages) and a service that fails half the requests
+    store = emulator.state.create_store("big").name
+    for i in range(45):
+        emulator.state.add_document(store, f"raw{i:02d}")
+    client = GeminiClient.from_env(settings)
+    emulator.configure(faults={"unavailable": 0.5})
+    # When the listing may ask each page again
+    names = [d.name for d in client.list_documents(store, transient_retries=8)]
+    # Then it reads every document exactly once
+    assert len(names) == len(set(names)) == 45
+    with pytest.raises(Transient):
+        list(client.list_documents(store))  # without retries, one failure ends it

@@ -39,6 +39,7 @@ from objlib.gemini.errors import (
     GeminiError,
     Gone,
     MissingApiKey,
+    Transient,
     classify,
     register_secret,
     status_of,
@@ -231,11 +232,14 @@ class GeminiClient:
         return _document(self._call("get_document", lambda c: c.file_search_stores.documents.get(
             name=name)))
 
-    def list_documents(self, store: str, page_size: int = PAGE_SIZE_MAX) -> Iterator[Document]:
-        """Every document of ``store``, page after page (one pass; oldest first)."""
+    def list_documents(self, store: str, page_size: int = PAGE_SIZE_MAX, *,
+                       transient_retries: int = 0) -> Iterator[Document]:
+        """Every document of ``store``, page after page (one pass; oldest first). A long
+        listing may ask the same page again up to ``transient_retries`` times on a transient
+        error, rather than lose every page read so far."""
         page_size = max(1, min(page_size, PAGE_SIZE_MAX))
         for doc in self._pages("list_documents", lambda c: c.file_search_stores.documents.list(
-                parent=store, config={"page_size": page_size})):
+                parent=store, config={"page_size": page_size}), transient_retries):
             yield _document(doc)
 
     def delete_document(self, name: str) -> bool:
@@ -301,14 +305,24 @@ class GeminiClient:
         except Exception as exc:  # noqa: BLE001 - a bookkeeping hook must not lose an answer
             log.warning("gemini.on_response_failed", call=call, error=repr(exc))
 
-    def _pages(self, call: str, first_page: Callable) -> Iterator:
-        """Every item of a listing; each page is one ``_call``."""
-        pager = self._call(call, first_page)
+    def _pages(self, call: str, first_page: Callable, transient_retries: int = 0) -> Iterator:
+        """Every item of a listing; each page is one ``_call`` (the SDK's pager keeps its
+        page token until a page arrives, so asking again asks for the same page)."""
+        pager = self._call_again_if_transient(call, first_page, transient_retries)
         while True:
             yield from pager.page
             if not pager.config.get("page_token"):
                 return
-            self._call(call, lambda _client: pager.next_page())
+            self._call_again_if_transient(call, lambda _client: pager.next_page(),
+                                          transient_retries)
+
+    def _call_again_if_transient(self, call: str, request: Callable, retries: int):
+        for attempt in range(retries + 1):
+            try:
+                return self._call(call, request)
+            except Transient:
+                if attempt == retries:
+                    raise
 
     def _delete(self, call: str, request: Callable) -> bool:
         try:
