@@ -4,7 +4,7 @@ and nothing was doubled.
 
     python scripts/chaos.py [--files 1000] [--workers 7] [--seed 1] [--until 0.9]
                             [--chaos-s 240] [--max-kills 0] [--poll-timeout-s 10]
-                            [--max-attempts N] [--settle-s 300] [--keep] [--json-out PATH]
+                            [--max-attempts N] [--settle-s 600] [--keep] [--json-out PATH]
 
 1. A sample library of ``--files`` files (``make_sample_library.py``: bad inputs included,
    which the scan skips) is scanned and enqueued against the emulator (in this process,
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="OBJLIB_POLL_TIMEOUT_S: never-done imports are decided after it")
     parser.add_argument("--max-attempts", type=int,
                         help="OBJLIB_MAX_ATTEMPTS (default: objlib's own, 8)")
-    parser.add_argument("--settle-s", type=float, default=300.0,
+    parser.add_argument("--settle-s", type=float, default=600.0,
                         help="the time allowed for the final settling")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--json-out", default="bench-results/chaos.json")
