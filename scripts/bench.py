@@ -57,6 +57,7 @@ from objlib.emulator import PROFILES  # noqa: E402
 TARGETS = {"pipeline_ratio": 0.9, "overhead_files_per_s": 100.0,
            "rate_max_window": 1.0, "rate_sustained": 0.9, "status_ms": 200.0}
 SECTIONS = ("pipeline", "overhead", "rate", "scan", "status")
+STEADY_MIN_FILES = 300
 
 
 # ---------------------------------------------------------------------------- the model
@@ -209,10 +210,12 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
     latency = [r["indexed_at"] - r["queued_at"] for r in rows]
     service = [r["indexed_at"] - r["upload_started_at"] for r in rows]
     # steady state: files entering the pipeline (first upload step) between the 10th and the
-    # 90th percentile of those moments; continuations go first, so they pace new uploads
+    # 90th percentile of those moments; continuations go first, so they pace new uploads.
+    # Below STEADY_MIN_FILES the first uploads (no continuations yet) are most of the window.
     began = sorted(r["upload_started_at"] for r in rows)
     lo, hi = began[len(began) // 10], began[len(began) * 9 // 10]
-    steady = (len(began) * 9 // 10 - len(began) // 10) / (hi - lo) if hi > lo else None
+    steady = (len(began) * 9 // 10 - len(began) // 10) / (hi - lo) \
+        if hi > lo and len(began) >= STEADY_MIN_FILES else None
     model = worker_model(profile)
     bound = workers / model["worker_s_per_file"] if model["worker_s_per_file"] else None
     files_per_s = len(rows) / span_s
@@ -391,6 +394,7 @@ def table(results: dict) -> str:
              f"{'figure':<46} {'value':>12}  target"]
 
     def row(name, value, target="", good=None):
+        value = "n/a" if value is None else value
         lines.append(f"  {name:<44} {value:>12}  {target} {_ok(good)}".rstrip())
 
     if p := results.get("pipeline"):
