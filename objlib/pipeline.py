@@ -29,7 +29,7 @@ from objlib.gemini import metadata as gm
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited
 from objlib.log import get_logger
 from objlib.settings import Settings
-from objlib.throttle import Deferred, Throttle
+from objlib.throttle import CONTINUE_AHEAD_S, RESERVE_AHEAD_S, Deferred, Throttle
 
 log = get_logger("objlib.worker")
 
@@ -81,7 +81,8 @@ def build_context(settings: Settings) -> Context:
         if prepaid >= cost:  # the step reserved its requests up front
             _holder.prepaid = prepaid - cost
             return
-        throttle.acquire(getattr(_holder, "id", None) or process_owner(), cost)
+        throttle.acquire(getattr(_holder, "id", None) or process_owner(), cost,
+                         ahead_s=getattr(_holder, "ahead_s", None))
 
     def on_response(call: str, status: int | None) -> None:
         throttle.record(status)
@@ -95,17 +96,20 @@ class _Step:
     """Binds the log context of one step and measures it; the task id is the rate-limit
     holder for the requests made inside."""
 
-    def __init__(self, ctx: Context, step: str, row: lc.FileRow | None, holder: str):
+    def __init__(self, ctx: Context, step: str, row: lc.FileRow | None, holder: str, *,
+                 continuing: bool = True):
         self.ctx, self.step, self.row, self.holder = ctx, step, row, holder
+        # a step that finishes a file already started may book the rate limit further ahead
+        self.ahead_s = CONTINUE_AHEAD_S if continuing else RESERVE_AHEAD_S
 
     def prepay(self, requests: int) -> None:
         """Reserve the requests this step expects in one go (raises Deferred if it must
         wait); the calls inside then draw on them instead of queueing one by one."""
-        self.ctx.throttle.acquire(self.holder, requests)
+        self.ctx.throttle.acquire(self.holder, requests, ahead_s=self.ahead_s)
         _holder.prepaid = requests
 
     def __enter__(self):
-        _holder.id, _holder.prepaid = self.holder, 0
+        _holder.id, _holder.prepaid, _holder.ahead_s = self.holder, 0, self.ahead_s
         self.started = time.monotonic()
         row = self.row
         self.log = log.bind(step=self.step, file_id=row and row.id, path=row and row.path,
@@ -116,7 +120,7 @@ class _Step:
         self.log.info(event, duration_s=round(time.monotonic() - self.started, 4), **kw)
 
     def __exit__(self, *exc):
-        _holder.id, _holder.prepaid = None, 0
+        _holder.id, _holder.prepaid, _holder.ahead_s = None, 0, None
         return False
 
 
@@ -130,7 +134,7 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
     if row is None:
         log.info("stale task skipped", step="upload", file_id=file_id, version=version)
         return False
-    with _Step(ctx, "upload", row, task_id) as step:
+    with _Step(ctx, "upload", row, task_id, continuing=row.remote_file is not None) as step:
         try:
             step.prepay(_expected_requests(row))
             raw = _ensure_raw_file(ctx, row, task_id, step)
@@ -152,7 +156,12 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
                 # an import now would make a document that no row ever records
                 step.done("row moved on before the import; nothing imported")
                 return False
-            operation = ctx.gemini.import_file(ctx.store, raw.name, _custom_metadata(row))
+            try:
+                operation = ctx.gemini.import_file(ctx.store, raw.name, _custom_metadata(row))
+            except GeminiError as err:
+                if err.code is not None:  # answered with an error: no document was made
+                    lc.clear_import_requested(cat, file_id, version, task_id)
+                raise
             lc.record_operation(cat, file_id, version, task_id, operation, ctx.clock(),
                                 deadline, s.lease_s)
             step.done("import started", operation=operation, remote_file=raw.name)
@@ -167,11 +176,13 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
 
 
 def _expected_requests(row: lc.FileRow) -> int:
-    """What an upload step usually sends: a files.get, the upload (start + 8 MiB chunks) unless
-    resuming with the raw file known, and the importFile."""
+    """What an upload step sends before it can stop: resuming with the raw file known, a
+    files.get and the importFile; otherwise a files.get and the upload (start + 8 MiB
+    chunks) — a fresh upload is usually still PROCESSING, and its import comes with the
+    re-run (a file ACTIVE at once asks one more slot for the import)."""
     if row.remote_file:
         return 2
-    return 3 + max(1, -(-(row.size or 0) // (8 * 1024 * 1024)))
+    return 2 + max(1, -(-(row.size or 0) // (8 * 1024 * 1024)))
 
 
 def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
@@ -201,7 +212,8 @@ def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
     waited = ctx.clock() - (row.upload_started_at or ctx.clock())
     if waited > ctx.settings.activate_timeout_s:
         raise _transient(f"the raw file is still {raw.state} after {waited:.0f} s")
-    raise Deferred(min(1.0 + waited / 2, 30.0), f"raw file {raw.state}")
+    raise Deferred(min(ctx.settings.activate_first_delay_s + waited / 2, 30.0),
+                   f"raw file {raw.state}")
 
 
 def _transient(message: str) -> GeminiError:

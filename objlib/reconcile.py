@@ -60,6 +60,7 @@ log = get_logger("objlib.reconcile")
 KINDS = ("missing", "orphans", "duplicates", "stale", "failed", "stuck_pending", "stuck_rows")
 META_KEY = "last_reconcile"
 PENDING_AFTER_S = 30 * 60.0   # a document still STATE_PENDING after this is stuck
+LIST_PAGE_RETRIES = 5  # a 250-page listing must not end at the first 429 or 503
 REMOVAL_AFTER_S = 60 * 60.0   # an open removal whose document is still listed after this
 _DUE_SLACK_S = 30.0           # the periodic task runs on the minute; do not skip a beat
 _PENDING, _FAILED = "STATE_PENDING", "STATE_FAILED"
@@ -182,7 +183,7 @@ def _examine(settings: Settings, catalog: Catalog, client, report: Report,
     """List the store, then read the catalogue (in that order), sort out the drift, and
     repair it if the report says ``fix``."""
     listed_at = time.time()
-    docs = list(client.list_documents(report.store))
+    docs = list(client.list_documents(report.store, transient_retries=LIST_PAGE_RETRIES))
     rows = [lc.FileRow.from_row(r) for r in catalog.query("SELECT * FROM files")]
     report.documents, report.rows = len(docs), len(rows)
     if pending_after_s is None:

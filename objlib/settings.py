@@ -42,6 +42,7 @@ class Settings:
     poll_max_delay_s: float = 30.0
     poll_timeout_s: float = 900.0
     # waiting for a raw file to become ACTIVE (re-scheduled, never slept on)
+    activate_first_delay_s: float = 1.0
     activate_timeout_s: float = 600.0
     # a running task holds its row for this long; a row whose lease ran out with no task
     # in the queue is stuck and gets re-enqueued
@@ -91,6 +92,8 @@ _ENV = {
     "OBJLIB_RPM": "rate_limit_per_minute",
     "OBJLIB_MAX_ATTEMPTS": "max_attempts",
     "OBJLIB_POLL_TIMEOUT_S": "poll_timeout_s",
+    "OBJLIB_POLL_FIRST_DELAY_S": "poll_first_delay_s",
+    "OBJLIB_ACTIVATE_FIRST_DELAY_S": "activate_first_delay_s",
     "OBJLIB_LEASE_S": "lease_s",
     "OBJLIB_BACKOFF_BASE_S": "backoff_base_s",
     "OBJLIB_LOG_JSON": "log_json",

@@ -19,6 +19,8 @@ from huey.signals import SIGNAL_EXECUTING
 
 from objlib import log
 from objlib import pipeline
+from objlib.catalog import Catalog, open_catalog
+from objlib.errors import ConfigError
 from objlib.settings import Settings
 from objlib.throttle import Deferred
 
@@ -28,6 +30,8 @@ huey = SqliteHuey("objlib", filename=str(_settings.queue_db), results=False,
 
 _lock = threading.Lock()
 _context: tuple[int, pipeline.Context] | None = None
+_catalog: tuple[int, Catalog] | None = None
+_MISSING_KEY_RETRY_S = 60.0
 
 
 def context() -> pipeline.Context:
@@ -37,6 +41,15 @@ def context() -> pipeline.Context:
         if _context is None or _context[0] != os.getpid():
             _context = (os.getpid(), pipeline.build_context(Settings.load()))
         return _context[1]
+
+
+def catalog() -> Catalog:
+    """The catalogue alone (recovery needs no API client, hence no key)."""
+    global _catalog
+    with _lock:
+        if _catalog is None or _catalog[0] != os.getpid():
+            _catalog = (os.getpid(), open_catalog(Settings.load()))
+        return _catalog[1]
 
 
 # Work already started goes before work not started yet (huey runs higher priority first):
@@ -56,6 +69,13 @@ def _rescheduling(fn):
         except Deferred as d:
             task.priority = max(task.priority or 0, _AHEAD)
             raise RetryTask(str(d), delay=max(d.delay_s, 0.0)) from None
+        except ConfigError as err:
+            # e.g. no GEMINI_API_KEY in the workers' environment: an operator's fix, not the
+            # file's fault. Nothing is failed; the work waits until the consumer is restarted
+            # with the setting right.
+            log.get_logger("objlib.worker").error("cannot work: fix the setting and restart",
+                                                   error=str(err))
+            raise RetryTask(str(err), delay=_MISSING_KEY_RETRY_S) from None
 
     return wrapper
 
@@ -114,7 +134,7 @@ def recover_stuck():
     lost with a killed worker, and re-send lost document removals."""
     from objlib.queue import recover
 
-    recover(context().settings, context().catalog, running=running_here())
+    recover(Settings.load(), catalog(), running=running_here())
 
 
 @huey.on_startup()
@@ -140,6 +160,6 @@ def reconcile_store():
     minutes, counted from the last reconcile of any kind."""
     from objlib import reconcile
 
-    ctx = context()
-    if reconcile.due(ctx.settings, ctx.catalog):
-        reconcile.reconcile(ctx.settings, catalog=ctx.catalog, fix=True)
+    settings = Settings.load()
+    if reconcile.due(settings, catalog()):
+        reconcile.reconcile(settings, catalog=catalog(), fix=True)

@@ -39,7 +39,8 @@ from objlib.settings import Settings
 HEADROOM = 0.95
 _GRANT_EARLY_S = 0.05  # a slot this close is taken now rather than re-scheduled
 _RESERVATION_TTL_S = 600.0
-RESERVE_AHEAD_S = 10.0  # slots are reserved at most this far in the future
+RESERVE_AHEAD_S = 10.0  # new work reserves slots at most this far in the future
+CONTINUE_AHEAD_S = 60.0  # work that finishes a file already started, this far
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), tat REAL NOT NULL);
@@ -107,9 +108,13 @@ class Throttle:
 
     # ------------------------------------------------------------------ before a request
 
-    def acquire(self, holder: str, cost: int = 1, now: float | None = None) -> None:
+    def acquire(self, holder: str, cost: int = 1, now: float | None = None,
+                ahead_s: float | None = None) -> None:
         """Let ``cost`` requests go now, or raise Deferred. ``holder`` identifies the caller
-        across re-schedules (the task id), so a reserved slot is honoured when it returns."""
+        across re-schedules (the task id), so a reserved slot is honoured when it returns.
+        ``ahead_s``: how far ahead this caller may reserve (work that finishes files already
+        started may reserve further than new work, so it is not starved by it)."""
+        ahead_s = RESERVE_AHEAD_S if ahead_s is None else ahead_s
         now = time.time() if now is None else now
         with transaction(self.conn) as conn:
             breaker = conn.execute("SELECT state, open_until FROM breaker").fetchone()
@@ -127,12 +132,12 @@ class Throttle:
                 raise Deferred(reserved[0] - now, "rate limit: waiting for a reserved slot")
             tat = conn.execute("SELECT tat FROM limiter").fetchone()[0]
             start = max(tat, now)
-            if start - now > RESERVE_AHEAD_S:
+            if start - now > ahead_s:
                 # the slots are taken that far ahead: come back later without holding one
                 # (a short horizon keeps a step's requests together instead of interleaving
                 # every task's requests over minutes)
-                wait = start - now - RESERVE_AHEAD_S
-                raise Deferred(wait + self._rng.uniform(0, RESERVE_AHEAD_S / 2),
+                wait = start - now - ahead_s
+                raise Deferred(wait + self._rng.uniform(0, ahead_s / 2),
                                "rate limit: slots taken")
             conn.execute("UPDATE limiter SET tat=?", (start + cost * self.interval_s,))
             if start <= now + _GRANT_EARLY_S:

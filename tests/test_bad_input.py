@@ -206,3 +206,23 @@ def test_enqueue_waits_out_a_flaky_api_when_it_creates_the_store(settings, libra
     result = run("enqueue", OBJLIB_BACKOFF_BASE_S="0.05")
     assert result.exit_code == 0, result.output
     assert "enqueued 2 file(s)" in result.output
+
+
+@pytest.mark.slow
+def test_workers_without_an_api_key_say_so_and_fail_nothing(settings, library, emulator,
+                                                            consumers):
+    write_library(library, 5)
+    scan_library(settings, library)
+    enqueue(settings)  # against the emulator
+    # workers pointed at a real-looking endpoint, with no key in their environment
+    consumer = consumers(workers=2, env={"GOOGLE_GEMINI_BASE_URL": "https://gemini.invalid"})
+    wait_for(lambda: "GEMINI_API_KEY is not set" in consumer.log(), 30, what="the error")
+    time.sleep(1)
+    consumer.stop()
+    states = file_states(settings)
+    assert "failed" not in states and sum(states.values()) == 5, states
+    assert "Traceback" not in consumer.log()
+    # and a consumer with the setting right finishes the work (the tasks wait 60 s: enqueue
+    # resumes at once what the first consumer held)
+    consumers(workers=2)
+    wait_for(lambda: file_states(settings) == {"indexed": 5}, 120, 0.2, "all indexed")

@@ -190,3 +190,24 @@ def test_a_permanent_error_fails_at_once(ctx, emulator):
     row = lc.get(ctx.catalog, row.id)
     assert row.state == "failed" and row.error_class in ("permanent", "gone")
     assert row.attempts == 0
+
+
+def test_an_import_the_api_refused_is_simply_sent_again_without_a_lookup(ctx, emulator):
+    row = queued(ctx)
+    real_import = ctx.gemini.import_file
+
+    def import_answered_429(*args, **kwargs):
+        emulator.configure(faults={"rate_limit": 1.0})  # the real emulator says 429
+        try:
+            return real_import(*args, **kwargs)
+        finally:
+            emulator.configure(faults={"rate_limit": 0.0})
+
+    ctx.gemini.import_file = import_answered_429
+    with pytest.raises(Deferred):
+        pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    # a refusal made no document: nothing to look for before importing again
+    assert lc.get(ctx.catalog, row.id).import_requested_at is None
+    ctx.gemini.import_file = real_import
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    assert emulator.stats()["requests"].get("documents.list", 0) == 0

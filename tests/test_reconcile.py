@@ -278,8 +278,8 @@ def test_a_document_already_gone_when_fix_deletes_it_counts_as_removed(settings,
         def __init__(self, client):
             self.client = client
 
-        def list_documents(self, store):
-            yield from self.client.list_documents(store)
+        def list_documents(self, store, **options):
+            yield from self.client.list_documents(store, **options)
             emulator.state.delete_document(orphan, force=True)
 
         def __getattr__(self, name):

@@ -111,3 +111,18 @@ def test_two_throttles_on_one_file_share_the_limit(home):
     # Then the second sees the first's slot as taken
     with pytest.raises(Deferred):
         b.acquire("y", now=1000.0)
+
+
+def test_work_that_finishes_a_file_may_book_further_ahead_than_new_work(home):
+    t = make(home, rate_limit_per_minute=60)
+    for i in range(11):  # slots taken for the next ~11.6 s
+        try:
+            t.acquire(f"new-{i}", now=1000.0)
+        except Deferred:
+            pass
+    with pytest.raises(Deferred) as new:
+        t.acquire("another-new-upload", now=1000.0)
+    assert "slots taken" in new.value.reason  # beyond the 10 s horizon: no slot held
+    with pytest.raises(Deferred) as poll:
+        t.acquire("a-poll", now=1000.0, ahead_s=60.0)
+    assert "reserved" in poll.value.reason  # a continuation books its slot

@@ -306,6 +306,13 @@ def record_import_requested(catalog: Catalog, file_id: int, version: int, task_i
                        import_requested_at=now)
 
 
+def clear_import_requested(catalog: Catalog, file_id: int, version: int, task_id: str) -> bool:
+    """importFile answered with an error: it created nothing, so nothing is to be looked for."""
+    with catalog.write() as conn:
+        return _update(conn, file_id, version, UPLOADING, owned_by=task_id,
+                       import_requested_at=None)
+
+
 def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str,
                      operation: str | None, now: float, poll_deadline: float, lease_s: float,
                      *, document: str | None = None) -> bool:
@@ -314,7 +321,7 @@ def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str,
     with catalog.write() as conn:
         return _move(conn, file_id, version, UPLOADING, IMPORTING, now, "import started",
                      owned_by=task_id, operation=operation, document=document,
-                     poll_deadline=poll_deadline, lease_until=now + lease_s)
+                     poll_deadline=poll_deadline, lease_until=now + lease_s, attempts=0)
 
 
 def hold(catalog: Catalog, file_id: int, version: int, until: float,

@@ -39,6 +39,7 @@ from objlib.gemini.errors import (
     GeminiError,
     Gone,
     MissingApiKey,
+    RateLimited,
     Transient,
     classify,
     register_secret,
@@ -128,7 +129,7 @@ class GeminiClient:
         if not key:
             if base_url is None or not is_loopback(base_url):
                 raise MissingApiKey(
-                    "GEMINI_API_KEY is not set: export GEMINI_API_KEY=<your Gemini API key> "
+                    "GEMINI_API_KEY is not set: export it with your Gemini API key "
                     "(or set GOOGLE_GEMINI_BASE_URL to a local emulator such as "
                     "http://127.0.0.1:8765)")
             key = EMULATOR_KEY
@@ -236,7 +237,8 @@ class GeminiClient:
                        transient_retries: int = 0) -> Iterator[Document]:
         """Every document of ``store``, page after page (one pass; oldest first). A long
         listing may ask the same page again up to ``transient_retries`` times on a transient
-        error, rather than lose every page read so far."""
+        error or a 429, rather than lose every page read so far (each ask passes the
+        ``on_request`` hook, so a shared rate limit still applies)."""
         page_size = max(1, min(page_size, PAGE_SIZE_MAX))
         for doc in self._pages("list_documents", lambda c: c.file_search_stores.documents.list(
                 parent=store, config={"page_size": page_size}), transient_retries):
@@ -320,7 +322,7 @@ class GeminiClient:
         for attempt in range(retries + 1):
             try:
                 return self._call(call, request)
-            except Transient:
+            except (Transient, RateLimited):
                 if attempt == retries:
                     raise
 
