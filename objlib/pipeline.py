@@ -108,6 +108,14 @@ class _Step:
         self.ctx.throttle.acquire(self.holder, requests, ahead_s=self.ahead_s)
         _holder.prepaid = requests
 
+    def need(self, requests: int) -> None:
+        """Make sure the next ``requests`` are paid for before anything is written about
+        them (raises Deferred if the rate limit says later)."""
+        missing = requests - _holder.prepaid
+        if missing > 0:
+            self.ctx.throttle.acquire(self.holder, missing, ahead_s=self.ahead_s)
+            _holder.prepaid += missing
+
     def __enter__(self):
         _holder.id, _holder.prepaid, _holder.ahead_s = self.holder, 0, self.ahead_s
         self.started = time.monotonic()
@@ -151,6 +159,7 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
                                         s.lease_s, document=document)
                     step.done("import found after a restart", document=document)
                     return True
+            step.need(1)  # the import's slot first: a deferral must not look like a crash
             if not lc.record_import_requested(cat, file_id, version, task_id, now):
                 # the row moved on during the upload (file deleted or changed, row reset):
                 # an import now would make a document that no row ever records

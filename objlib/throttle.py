@@ -41,6 +41,8 @@ _GRANT_EARLY_S = 0.05  # a slot this close is taken now rather than re-scheduled
 _RESERVATION_TTL_S = 600.0
 RESERVE_AHEAD_S = 10.0  # new work reserves slots at most this far in the future
 CONTINUE_AHEAD_S = 60.0  # work that finishes a file already started, this far
+LATE_S = 1.0  # a holder back later than this after its slot lost it (requests count by when
+              # they are sent: late ones bunched with punctual ones would overfill a window)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), tat REAL NOT NULL);
@@ -123,14 +125,22 @@ class Throttle:
                 raise Deferred(wait + self._rng.uniform(0, min(wait, 5.0)), "circuit breaker open")
             if not self.limit:
                 return
-            reserved = conn.execute("SELECT at FROM reservations WHERE holder=?",
+            reserved = conn.execute("SELECT at, cost FROM reservations WHERE holder=?",
                                     (holder,)).fetchone()
-            if reserved is not None:
-                if reserved[0] <= now + _GRANT_EARLY_S:
-                    conn.execute("DELETE FROM reservations WHERE holder=?", (holder,))
-                    return
-                raise Deferred(reserved[0] - now, "rate limit: waiting for a reserved slot")
             tat = conn.execute("SELECT tat FROM limiter").fetchone()[0]
+            if reserved is not None:
+                at, reserved_cost = reserved
+                if at > now + _GRANT_EARLY_S:
+                    raise Deferred(at - now, "rate limit: waiting for a reserved slot")
+                conn.execute("DELETE FROM reservations WHERE holder=?", (holder,))
+                late = now - at > LATE_S
+            if reserved is not None and not late:
+                if cost > reserved_cost:
+                    # the caller came back needing more than it booked: the extra requests
+                    # are charged now, pushing everyone after them back by as much
+                    conn.execute("UPDATE limiter SET tat=?",
+                                 (max(tat, now) + (cost - reserved_cost) * self.interval_s,))
+                return
             start = max(tat, now)
             if start - now > ahead_s:
                 # the slots are taken that far ahead: come back later without holding one

@@ -174,6 +174,15 @@ def worker_profile(log_text: str, files: int, start: float, end: float, workers:
 # ---------------------------------------------------------------------------- one run
 
 
+def waits_at_scale(profile: str) -> dict:
+    """objlib's first waits (activation, first poll) at the profile's scale. The defaults,
+    1 s each, suit the real API (an import takes 4-6 s there); the profiles are that time
+    scaled down, and a benchmark of them should scale objlib's waits the same way."""
+    lat = PROFILES[profile].latency_s
+    return {"OBJLIB_ACTIVATE_FIRST_DELAY_S": str(lat["activate"]),
+            "OBJLIB_POLL_FIRST_DELAY_S": str(lat["index"])}
+
+
 def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: int,
                  timeout_s: float) -> dict:
     """Scan N files, start a consumer, enqueue, wait until every row is indexed or failed."""
@@ -181,7 +190,7 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
     with bl.Children() as children:
         emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile=profile,
                                               seed=seed))
-        run = bl.Run(work / "home", emu.base_url, {})
+        run = bl.Run(work / "home", emu.base_url, waits_at_scale(profile))
         run.cli("scan", str(work / "library"))
         eligible = run.eligible()
         log_path = work / "consumer.log"

@@ -126,3 +126,29 @@ def test_work_that_finishes_a_file_may_book_further_ahead_than_new_work(home):
     with pytest.raises(Deferred) as poll:
         t.acquire("a-poll", now=1000.0, ahead_s=60.0)
     assert "reserved" in poll.value.reason  # a continuation books its slot
+
+
+def test_a_holder_back_for_more_than_it_booked_is_charged_the_difference(home):
+    t = make(home, rate_limit_per_minute=60)
+    t.acquire("first", now=1000.0)
+    with pytest.raises(Deferred) as booked:
+        t.acquire("holder", cost=1, now=1000.0)
+    back = 1000.0 + booked.value.delay_s
+    t.acquire("holder", cost=3, now=back)  # goes through, but the 2 extra slots are taken
+    with pytest.raises(Deferred) as next_one:
+        t.acquire("someone-else", now=back)
+    assert next_one.value.delay_s == pytest.approx(3 * 60 / (60 * 0.95), rel=0.01)
+
+
+def test_a_holder_back_long_after_its_slot_has_lost_it(home):
+    # requests count by when they are sent: a late holder's request is charged a new slot,
+    # it does not spend the old one (which would bunch it up with punctual requests)
+    t = make(home, rate_limit_per_minute=60)
+    t.acquire("first", now=1000.0)
+    with pytest.raises(Deferred) as booked:
+        t.acquire("late", now=1000.0)
+    now = 1000.0 + booked.value.delay_s + 5.0
+    t.acquire("late", now=now)
+    with pytest.raises(Deferred) as after:
+        t.acquire("next", now=now)
+    assert after.value.delay_s == pytest.approx(60 / (60 * 0.95), rel=0.01)
