@@ -26,7 +26,7 @@ from typing import Callable
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
 from objlib.gemini import metadata as gm
-from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited
+from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient
 from objlib.log import get_logger
 from objlib.settings import Settings
 from objlib.throttle import CONTINUE_AHEAD_S, RESERVE_AHEAD_S, Deferred, Throttle
@@ -57,8 +57,7 @@ class Context:
     def store(self) -> str:
         store = self.catalog.get_meta("store")
         if not store:
-            raise Permanent("no store recorded in the catalogue; run `objlib enqueue` first",
-                            code=None, status=None)
+            raise Permanent("no store recorded in the catalogue; run `objlib enqueue` first")
         return store
 
     def backoff_s(self, attempt: int) -> float:
@@ -217,18 +216,12 @@ def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
     if raw.state == "FAILED":
         ctx.gemini.delete_file(raw.name)
         lc.record_remote_file(cat, row.id, row.version, task_id, None)
-        raise _transient("the raw file failed processing on the server")
+        raise Transient("the raw file failed processing on the server")
     waited = ctx.clock() - (row.upload_started_at or ctx.clock())
     if waited > ctx.settings.activate_timeout_s:
-        raise _transient(f"the raw file is still {raw.state} after {waited:.0f} s")
+        raise Transient(f"the raw file is still {raw.state} after {waited:.0f} s")
     raise Deferred(min(ctx.settings.activate_first_delay_s + waited / 2, 30.0),
                    f"raw file {raw.state}")
-
-
-def _transient(message: str) -> GeminiError:
-    from objlib.gemini.errors import Transient
-
-    return Transient(message, code=None, status=None)
 
 
 def _read_checked(ctx: Context, row: lc.FileRow) -> bytes | None:
@@ -353,7 +346,7 @@ def _finish(ctx: Context, row: lc.FileRow, error: dict | None, document: str | N
     if not document:
         document = _find_document(ctx, row)
         if document is None:
-            raise _transient("the operation finished but its document was not found")
+            raise Transient("the operation finished but its document was not found")
     if lc.mark_indexed(cat, row.id, row.version, document, now):
         step.done("indexed", document=document)
     return _removals_of(ctx, row.id)
