@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
-from objlib.errors import ConfigError, QueueError
+from objlib.errors import CatalogError, ConfigError, QueueError
 from objlib.log import get_logger
 from objlib.settings import Settings
 
@@ -205,6 +205,9 @@ def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = Fal
             retry_failed: bool = False, gemini=None, now: float | None = None) -> EnqueueSummary:
     """Every row that needs work becomes one task per file version (twice is harmless)."""
     now = time.time() if now is None else now
+    if not settings.library_db.exists():
+        raise CatalogError(f"no catalogue in {settings.home} yet: run `objlib scan LIBRARY` "
+                           "first (or point --home / OBJLIB_HOME at the right folder)")
     catalog = open_catalog(settings)
     try:
         return _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now)

@@ -41,7 +41,7 @@ _GRANT_EARLY_S = 0.05  # a slot this close is taken now rather than re-scheduled
 _RESERVATION_TTL_S = 600.0
 RESERVE_AHEAD_S = 10.0  # new work reserves slots at most this far in the future
 CONTINUE_AHEAD_S = 60.0  # work that finishes a file already started, this far
-LATE_S = 1.0  # a holder back later than this after its slot lost it (requests count by when
+LATE_S = 2.0  # a holder back later than this after its slot lost it (requests count by when
               # they are sent: late ones bunched with punctual ones would overfill a window)
 
 _SCHEMA = """

@@ -226,3 +226,10 @@ def test_workers_without_an_api_key_say_so_and_fail_nothing(settings, library, e
     # resumes at once what the first consumer held)
     consumers(workers=2)
     wait_for(lambda: file_states(settings) == {"indexed": 5}, 120, 0.2, "all indexed")
+
+
+def test_enqueue_before_any_scan_says_to_scan_first(home):
+    result = run("enqueue")
+    assert result.exit_code == 1
+    assert "run `objlib scan LIBRARY` first" in result.output
+    assert not (home / "library.db").exists()
