@@ -161,7 +161,8 @@ def _recover(settings: Settings, catalog: Catalog, *, dry_run: bool, now: float 
     for task in running:
         live.add(task)
     summary = RecoverSummary()
-    rows = catalog.query(f"SELECT * FROM files WHERE state IN ({','.join('?' * 3)})", lc.IN_FLIGHT)
+    marks = ",".join("?" * len(lc.IN_FLIGHT))
+    rows = catalog.query(f"SELECT * FROM files WHERE state IN ({marks})", lc.IN_FLIGHT)
     for row in map(lc.FileRow.from_row, rows):
         if not is_stuck(row, live, now):
             continue
