@@ -369,7 +369,9 @@ def test_the_periodic_reconcile_is_off_by_default_and_runs_when_due(settings, em
 
     orphan = plant(emulator, indexed)
     settings.config_file.write_text("reconcile_every_minutes = 5\n")
-    monkeypatch.setattr(tasks, "_context", None)  # the task builds its context from this home
+    # the task opens the catalogue of this home (not one cached by an earlier test)
+    monkeypatch.setattr(tasks, "_context", None)
+    monkeypatch.setattr(tasks, "_catalog", None)
     catalog.set_meta(rc.META_KEY, json.dumps({"at": time.time() - 600}))
     tasks.reconcile_store.call_local()
 
