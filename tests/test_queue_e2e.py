@@ -202,4 +202,4 @@ def test_rate_limit_holds_across_three_consumer_processes(settings, library, emu
     indexed = file_states(settings).get("indexed", 0)
     print(f"rate limit {limit}/min: busiest 60 s {stats['max_requests_in_60s']}, "
           f"{stats['total_requests']} requests in {elapsed:.0f} s, {indexed} files indexed")
-    assert 10 <= indexed < total
+    assert 5 <= indexed < total  # (measured here: 15; before the fix: 0-2)
