@@ -147,18 +147,10 @@ def _schedule_removal(conn: sqlite3.Connection, document: str | None, file_id: i
 
 def record_new(catalog: Catalog, path: str, *, size: int, mtime_ns: int, content_hash: str,
                metadata: dict, quality: str, now: float) -> int:
-    """A file seen for the first time: a pending row at version 1."""
-    with catalog.write() as conn:
-        cur = conn.execute(
-            "INSERT INTO files(path, size, mtime_ns, content_hash, state, metadata_json, "
-            "metadata_quality, created_at, state_changed_at, scanned_at) "
-            "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (path, size, mtime_ns, content_hash, PENDING, json.dumps(metadata), quality,
-             now, now, now))
-        file_id = cur.lastrowid
-        conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
-                     "VALUES(?, 1, NULL, ?, ?, 'new file')", (file_id, PENDING, now))
-    return file_id
+    """A file seen for the first time: a pending row at version 1. Returns its id."""
+    record_new_many(catalog, [NewFile(path, size, mtime_ns, content_hash, metadata, quality)],
+                    now)
+    return by_path(catalog, path).id
 
 
 def record_skipped(catalog: Catalog, path: str, *, size: int | None, mtime_ns: int | None,
@@ -169,13 +161,7 @@ def record_skipped(catalog: Catalog, path: str, *, size: int | None, mtime_ns: i
         row = conn.execute("SELECT id, state, version, document, previous_document FROM files "
                            "WHERE path=?", (path,)).fetchone()
         if row is None:
-            cur = conn.execute(
-                "INSERT INTO files(path, size, mtime_ns, state, skip_reason, created_at, "
-                "state_changed_at, scanned_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, size, mtime_ns, SKIPPED, reason, now, now, now))
-            conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
-                         "VALUES(?, 1, NULL, ?, ?, ?)", (cur.lastrowid, SKIPPED, now, reason))
-            return cur.lastrowid
+            return _insert_new(conn, NewFile(path, size, mtime_ns, skip_reason=reason), now)
         if row["state"] == SKIPPED:
             conn.execute("UPDATE files SET size=?, mtime_ns=?, skip_reason=?, scanned_at=? "
                          "WHERE id=?", (size, mtime_ns, reason, now, row["id"]))
@@ -496,21 +482,24 @@ def record_new_many(catalog: Catalog, files: list[NewFile], now: float) -> int:
     """``record_new`` (or ``record_skipped`` of a new path) for many files in one transaction:
     a cold scan inserts thousands of rows. A path that has a row already is left alone (a
     concurrent scan won). Returns how many rows were inserted."""
-    inserted = 0
     with catalog.write() as conn:
-        for f in files:
-            state = SKIPPED if f.skip_reason else PENDING
-            cur = conn.execute(
-                "INSERT INTO files(path, size, mtime_ns, content_hash, state, metadata_json, "
-                "metadata_quality, skip_reason, created_at, state_changed_at, scanned_at) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",
-                (f.path, f.size, f.mtime_ns, None if f.skip_reason else f.content_hash, state,
-                 None if f.skip_reason else json.dumps(f.metadata or {}),
-                 None if f.skip_reason else f.quality, f.skip_reason, now, now, now))
-            if cur.rowcount != 1:
-                continue
-            conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
-                         "VALUES(?, 1, NULL, ?, ?, ?)",
-                         (cur.lastrowid, state, now, f.skip_reason or "new file"))
-            inserted += 1
-    return inserted
+        return sum(_insert_new(conn, f, now) is not None for f in files)
+
+
+def _insert_new(conn: sqlite3.Connection, f: NewFile, now: float) -> int | None:
+    """Insert a new path (pending, or skipped with its reason) with its history row; the new
+    id, or None if the path has a row already."""
+    state = SKIPPED if f.skip_reason else PENDING
+    cur = conn.execute(
+        "INSERT INTO files(path, size, mtime_ns, content_hash, state, metadata_json, "
+        "metadata_quality, skip_reason, created_at, state_changed_at, scanned_at) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",
+        (f.path, f.size, f.mtime_ns, None if f.skip_reason else f.content_hash, state,
+         None if f.skip_reason else json.dumps(f.metadata or {}),
+         None if f.skip_reason else f.quality, f.skip_reason, now, now, now))
+    if cur.rowcount != 1:
+        return None
+    conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
+                 "VALUES(?, 1, NULL, ?, ?, ?)",
+                 (cur.lastrowid, state, now, f.skip_reason or "new file"))
+    return cur.lastrowid
