@@ -241,14 +241,19 @@ def failures(ctx, as_json, error_class, skipped):
 
 @cli.command()
 @click.option("--fix", is_flag=True, help="Repair the drift found (default: report only).")
+@click.option("--include-foreign", is_flag=True,
+              help="With --fix: also delete documents this catalogue did not make.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.pass_context
 @_fail_cleanly
-def reconcile(ctx, fix, as_json):
+def reconcile(ctx, fix, include_foreign, as_json):
     """Compare the store's real document list with the catalogue: missing, orphaned,
-    duplicated, stale, failed and stuck documents, and rows whose task was lost.
+    duplicated, stale, failed and stuck documents, rows whose task was lost, and a store
+    that is gone. Exit code 0 when nothing is left to repair, 1 otherwise.
 
-    A dry run unless --fix. A document the catalogue records as current is never deleted.
+    A dry run unless --fix. Only this catalogue's documents are deleted (another
+    catalogue's are reported as foreign), and never one it records as current. A lost store
+    is created anew by --fix, and every file is sent again.
 
     \b
     Example:
@@ -261,11 +266,14 @@ def reconcile(ctx, fix, as_json):
     from objlib.reconcile import reconcile as run_reconcile
     from objlib.reconcile import render
 
-    report = run_reconcile(settings_of(ctx), fix=fix)
+    if include_foreign and not fix:
+        raise click.UsageError("--include-foreign goes with --fix")
+    report = run_reconcile(settings_of(ctx), fix=fix, include_foreign=include_foreign)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         Console().print(render(report))
+    ctx.exit(0 if report.clean else 1)
 
 
 @cli.command()

@@ -20,3 +20,8 @@ class LibraryError(ObjlibError):
 class QueueError(ObjlibError):
     """The queue file cannot be used (locked, corrupt). The catalogue is the source of truth:
     a lost queue is rebuilt by `objlib enqueue`."""
+
+
+class StoreLost(ConfigError):
+    """The store the catalogue mirrors into is gone (deleted, or forgotten by the service).
+    Workers wait and fail nothing; `objlib reconcile --fix` re-creates it."""

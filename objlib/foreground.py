@@ -42,6 +42,7 @@ from objlib.catalog.lifecycle import IN_FLIGHT, PENDING, SKIPPED
 from objlib.pipeline import process_owner
 from objlib.queue import QUEUED_GRACE_S, bind, enqueue, recover
 from objlib.settings import Settings
+from objlib.store import default_store_name
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 PLAN_ROWS = 20
@@ -79,6 +80,8 @@ def plan(settings: Settings) -> Plan:
             f"WHERE state IN ({','.join('?' * 4)})", (PENDING, *IN_FLIGHT))
         skipped = catalog.query("SELECT COUNT(*) FROM files WHERE state=?", (SKIPPED,))[0][0]
         store = catalog.get_meta("store")
+        store_label = (store or settings.store_name
+                       or f"{default_store_name(catalog)} (a store of this catalogue's own)")
     finally:
         catalog.close()
     rows = sorted(rows, key=lambda r: order.get(r["id"], len(order)))
@@ -87,7 +90,7 @@ def plan(settings: Settings) -> Plan:
     first = [{"path": r["path"], "size": r["size"], "quality": r["metadata_quality"] or "-"}
              for r in uploads[:PLAN_ROWS]]
     return Plan(uploads=len(uploads), polls=len(rows) - len(uploads), first=first,
-                store=store or settings.store_name, store_known=store is not None,
+                store=store_label, store_known=store is not None,
                 skipped=skipped)
 
 
@@ -222,7 +225,8 @@ def upload(settings: Settings, *, concurrency: int = 7, batch_size: int = 150,
         run_id = runs.start(catalog, files, now=time.time(), owner=process_owner(),
                             store=enqueued.store, concurrency=concurrency, batch_size=batch_size)
         view = (LiveView if console.is_terminal else PlainView)(
-            console, run_id, settings.store_name, concurrency, batch_size, plain_every_s)
+            console, run_id, catalog.get_meta("store_display_name") or enqueued.store,
+            concurrency, batch_size, plain_every_s)
         watcher = _Watcher(settings, catalog, run_id, batch_size, view, interrupts, refresh_s)
         stopped = True
         with view:

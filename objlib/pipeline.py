@@ -26,6 +26,8 @@ from typing import Callable
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
 from objlib.gemini import metadata as gm
+from objlib.errors import StoreLost
+from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient
 from objlib.log import get_logger
 from objlib.settings import Settings
@@ -55,10 +57,13 @@ class Context:
 
     @property
     def store(self) -> str:
-        store = self.catalog.get_meta("store")
-        if not store:
+        meta = dict(self.catalog.query("SELECT key, value FROM meta WHERE key IN (?, ?)",
+                                       ("store", LOST_KEY)))
+        if not meta.get("store"):
             raise Permanent("no store recorded in the catalogue; run `objlib enqueue` first")
-        return store
+        if meta.get(LOST_KEY):
+            raise StoreLost(store_lost_message(meta["store"]))
+        return meta["store"]
 
     def backoff_s(self, attempt: int) -> float:
         """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5..1.5."""
@@ -142,6 +147,7 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
         log.info("stale task skipped", step="upload", file_id=file_id, version=version)
         return False
     with _Step(ctx, "upload", row, task_id, continuing=row.remote_file is not None) as step:
+        ctx.store  # noqa: B018 — a store known to be gone: wait before any request
         try:
             step.prepay(_expected_requests(row))
             raw = _ensure_raw_file(ctx, row, task_id, step)
@@ -165,13 +171,25 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
                 step.done("row moved on before the import; nothing imported")
                 return False
             try:
-                operation = ctx.gemini.import_file(ctx.store, raw.name, _custom_metadata(row))
+                operation = ctx.gemini.import_file(ctx.store, raw.name,
+                                                   _custom_metadata(row, cat.id))
             except GeminiError as err:
                 if err.code is not None:  # answered with an error: no document was made
                     lc.clear_import_requested(cat, file_id, version, task_id)
+                if err.code == 404:
+                    check_store(ctx)  # raises StoreLost if the store is gone
+                    # the store is there: the raw file is not (expired or deleted)
+                    lc.record_remote_file(cat, file_id, version, task_id, None)
+                    raise Transient(f"{err} (the raw file is gone; uploading it again)") \
+                        from err
                 raise
-            lc.record_operation(cat, file_id, version, task_id, operation, ctx.clock(),
-                                deadline, s.lease_s)
+            if not lc.record_operation(cat, file_id, version, task_id, operation, ctx.clock(),
+                                       deadline, s.lease_s):
+                # the row moved on while importFile was answered: the superseded import
+                # keeps the operation, and the chained poll removes its document
+                lc.record_superseded_operation(cat, file_id, version, operation)
+                step.done("row moved on during the import", operation=operation)
+                return True
             step.done("import started", operation=operation, remote_file=raw.name)
             return True
         except Deferred as d:
@@ -258,11 +276,24 @@ def _mime_type(path: str) -> str:
     return guessed if guessed and guessed.startswith("text/") else "text/plain"
 
 
-def _custom_metadata(row: lc.FileRow) -> list[dict]:
+def _custom_metadata(row: lc.FileRow, catalog_id: str | None) -> list[dict]:
     values = dict(row.metadata)
-    values.update(objlib_file_id=row.id, objlib_version=row.version, path=row.path,
-                  content_hash=row.content_hash, quality=row.metadata_quality)
+    values.update(objlib_catalog=catalog_id, objlib_file_id=row.id,
+                  objlib_version=row.version, path=row.path, content_hash=row.content_hash,
+                  quality=row.metadata_quality)
     return gm.build_custom_metadata(values)
+
+
+def check_store(ctx: Context) -> None:
+    """After a 404 that may mean the store itself is gone: ask for the store. Gone: the
+    catalogue records it as lost (status and reconcile say so) and StoreLost is raised, so
+    workers wait instead of failing every file."""
+    store = ctx.store
+    try:
+        ctx.gemini.get_store(store)
+    except Gone as err:
+        mark_store_lost(ctx.catalog, store, ctx.clock())
+        raise StoreLost(store_lost_message(store)) from err
 
 
 def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step) -> None:
@@ -298,8 +329,10 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
     s, cat = ctx.settings, ctx.catalog
     row = lc.get(cat, file_id)
     if row is None or row.version != version or row.state != lc.IMPORTING:
-        return []
+        superseded = lc.superseded_of(cat, file_id, version)
+        return settle_superseded(ctx, superseded.id, task_id) if superseded else []
     with _Step(ctx, "poll", row, task_id) as step:
+        ctx.store  # noqa: B018 — a store known to be gone: wait before any request
         now = ctx.clock()
         lc.hold(cat, file_id, version, now + _GRACE_S, owner=process_owner())
         waited = now - (row.import_started_at or now)
@@ -323,6 +356,8 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
             lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
             raise
         except GeminiError as err:
+            if err.code == 404:
+                check_store(ctx)  # the operation went with its store: wait, fail nothing
             _retry_or_fail(ctx, row, err, step)
             return []
         delay = min(s.poll_max_delay_s, max(s.poll_first_delay_s, waited / 4))
@@ -381,13 +416,17 @@ def _decide_from_document(ctx: Context, row: lc.FileRow, document: str | None, s
     return []
 
 
-def _find_document(ctx: Context, row: lc.FileRow) -> str | None:
+def _find_document(ctx: Context, row: lc.FileRow | lc.Superseded) -> str | None:
     """The document this version's import created, found in one pass over the store's list:
-    its display name is the raw file's id and its metadata names this row and version."""
+    its display name is the raw file's id and its metadata names this catalogue, row and
+    version."""
     raw_id = gm.raw_file_id(row.content_hash)
+    file_id = row.file_id if isinstance(row, lc.Superseded) else row.id
+    catalog_id = ctx.catalog.id
     for doc in ctx.gemini.list_documents(ctx.store, transient_retries=3):
         if doc.display_name == raw_id and \
-                _meta_int(doc.custom_metadata, "objlib_file_id") == row.id and \
+                doc.custom_metadata.get("objlib_catalog") == catalog_id and \
+                _meta_int(doc.custom_metadata, "objlib_file_id") == file_id and \
                 _meta_int(doc.custom_metadata, "objlib_version") == row.version:
             return doc.name
     return None
@@ -402,6 +441,49 @@ def _meta_int(meta: dict, key: str) -> int | None:
 
 def _removals_of(ctx: Context, file_id: int) -> list[int]:
     return [r.id for r in lc.open_removals(ctx.catalog) if r.file_id == file_id]
+
+
+# ------------------------------------------------------------------------- settle_superseded
+
+UNANSWERED_IMPORT_WAIT_S = 30.0  # an import sent but not answered: its operation may still
+                                 # be recorded; after this the store's list decides
+
+
+def settle_superseded(ctx: Context, superseded_id: int, task_id: str) -> list[int]:
+    """Find the document a superseded import made, and schedule its removal. Returns the ids
+    of removals to send. Raises Deferred while the import is still running."""
+    cat, s = ctx.catalog, ctx.settings
+    entry = lc.get_superseded(cat, superseded_id)
+    if entry is None:
+        return []
+    with _Step(ctx, "settle", None, task_id) as step:
+        now = ctx.clock()
+        waited = now - entry.requested_at
+        try:
+            document, outcome = None, "no document"
+            if entry.operation:
+                op = ctx.gemini.get_operation(entry.operation)
+                if not op.done and waited < s.poll_timeout_s:
+                    raise Deferred(min(s.poll_max_delay_s, max(s.poll_first_delay_s,
+                                                                waited / 4)),
+                                   "superseded import not done")
+                document = op.document
+            elif waited < UNANSWERED_IMPORT_WAIT_S:
+                raise Deferred(UNANSWERED_IMPORT_WAIT_S - waited, "superseded import unanswered")
+            document = document or _find_document(ctx, entry)
+            if document:
+                outcome = "document removed"
+        except GeminiError as err:
+            if isinstance(err, (RateLimited, Transient)):
+                raise Deferred(ctx.backoff_s(2), f"{err.kind} error settling") from err
+            # nothing more to learn here: reconcile finds a leftover (an older version's
+            # document is "stale" to it)
+            document, outcome = None, f"gave up: {err}"
+        removal = lc.settle_superseded(cat, superseded_id, outcome, ctx.clock(),
+                                       document=document)
+        step.done("superseded import settled", file_id=entry.file_id, version=entry.version,
+                  document=document)
+        return [removal] if removal else []
 
 
 # ------------------------------------------------------------------------- remove_document

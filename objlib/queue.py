@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
-from objlib.errors import CatalogError, ConfigError, QueueError
+from objlib.errors import CatalogError, QueueError
+from objlib.store import ensure_store
 from objlib.log import get_logger
 from objlib.settings import Settings
 
@@ -67,6 +68,7 @@ class LiveTasks:
     uploads: set[tuple[int, int]] = field(default_factory=set)
     polls: set[tuple[int, int]] = field(default_factory=set)
     removals: set[int] = field(default_factory=set)
+    settles: set[int] = field(default_factory=set)
     waiting: int = 0
     scheduled: int = 0
 
@@ -80,6 +82,8 @@ class LiveTasks:
                 self.polls.add(tuple(task.args[:2]))
             elif name == "remove_document":
                 self.removals.add(task.args[0])
+            elif name == "settle_superseded":
+                self.settles.add(task.args[0])
             task = task.on_complete
 
 
@@ -125,6 +129,7 @@ class RecoverSummary:
     requeued: list[str] = field(default_factory=list)
     polls: list[str] = field(default_factory=list)
     removals: int = 0
+    superseded: int = 0  # imports of replaced versions whose document is still to be found
 
 
 @contextmanager
@@ -182,6 +187,11 @@ def _recover(settings: Settings, catalog: Catalog, *, dry_run: bool, now: float 
             summary.removals += 1
             if not dry_run:
                 tasks.huey.enqueue(tasks.remove_document.s(removal.id))
+    for entry in lc.open_superseded(catalog):
+        if entry.id not in live.settles and (entry.file_id, entry.version) not in live.polls:
+            summary.superseded += 1
+            if not dry_run:
+                tasks.huey.enqueue(tasks.settle_superseded.s(entry.id))
     if summary.requeued or summary.polls:
         log.warning("recovered stuck rows", requeued=len(summary.requeued),
                     polls=len(summary.polls))
@@ -244,39 +254,6 @@ def _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now) -> En
     return EnqueueSummary(store=store, enqueued=enqueued, recovered=recovered,
                           retried_failed=retried, remaining=len(pending) - len(chosen),
                           dry_run=dry_run)
-
-
-def ensure_store(settings: Settings, catalog: Catalog, gemini=None) -> str:
-    """The store named in settings exists remotely and its resource name is in the catalogue."""
-    if gemini is None:
-        from objlib.gemini.client import GeminiClient
-
-        gemini = GeminiClient.from_env(settings)
-    store = _with_retries(settings, lambda: gemini.ensure_store(settings.store_name))
-    recorded = catalog.get_meta("store")
-    if recorded and recorded != store.name and catalog.query(
-            "SELECT 1 FROM files WHERE document IS NOT NULL LIMIT 1"):
-        raise ConfigError(
-            f"this catalogue mirrors the library into {recorded}; {settings.store_name!r} is "
-            f"another store ({store.name}). Use another --home for another store")
-    if recorded != store.name:
-        catalog.set_meta("store", store.name)
-    return store.name
-
-
-def _with_retries(settings: Settings, call, attempts: int = 6):
-    """A command (not a worker) may wait a little on a 429 or a transient error."""
-    from objlib.gemini.errors import GeminiError
-
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except GeminiError as err:
-            if err.kind not in ("rate_limited", "transient") or attempt == attempts:
-                raise
-            delay = err.retry_after_s or settings.backoff_base_s * 2 ** (attempt - 1)
-            log.warning("retrying", error=str(err), delay_s=delay, attempt=attempt)
-            time.sleep(min(delay, settings.backoff_max_s))
 
 
 def queue_depth(settings: Settings) -> tuple[int, int]:

@@ -18,10 +18,21 @@ failed          a document in STATE_FAILED                                delete
                                                                           held it is reset
 stuck_pending   a document STATE_PENDING for longer than pending_after_s  as failed
 stuck_rows      a row in flight whose task is gone (queue.is_stuck)       queue.recover
+foreign         a document this catalogue did not make: its metadata      left alone (deleted
+                names another catalogue (``objlib_catalog``), or none     only with
+                                                                          include_foreign)
 ==============  ========================================================  =====================
+
+A lost store (the listing answers 404 and so does the store itself) is a state of its own:
+``store_missing`` is reported; with ``fix`` the store is created anew, every row that had
+been sent (indexed or in flight) goes back to pending and is enqueued, and the removals and
+superseded imports of the old store are closed (their documents went with it).
 
 Safety, in order of importance:
 
+- Only this catalogue's documents are ever deleted: a document the catalogue does not name
+  and whose ``objlib_catalog`` metadata is not this catalogue's id is ``foreign`` (another
+  home mirroring into the same store, or another tool), unless ``include_foreign``.
 - A document that the catalogue records as a row's current one (``files.document`` of a row
   that is not deleted) is never deleted. The one exception is a current document that is
   STATE_FAILED (or STATE_PENDING for far too long): its row is reset to pending first, so it
@@ -47,17 +58,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from objlib import queue
+from objlib.store import mark_store_lost, recreate_store
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
 from objlib.errors import ObjlibError
-from objlib.gemini.errors import GeminiError
+from objlib.gemini.errors import GeminiError, Gone
 from objlib.log import get_logger
 from objlib.settings import Settings
 from objlib.throttle import Deferred, Throttle
 
 log = get_logger("objlib.reconcile")
 
-KINDS = ("missing", "orphans", "duplicates", "stale", "failed", "stuck_pending", "stuck_rows")
+KINDS = ("missing", "orphans", "duplicates", "stale", "failed", "stuck_pending", "stuck_rows",
+         "foreign")
+DRIFT_KINDS = KINDS[:-1]  # foreign documents are another catalogue's business, not drift
 META_KEY = "last_reconcile"
 PENDING_AFTER_S = 30 * 60.0   # a document still STATE_PENDING after this is stuck
 LIST_PAGE_RETRIES = 5  # a 250-page listing must not end at the first 429 or 503
@@ -102,6 +116,8 @@ class Report:
     errors: list[str] = field(default_factory=list)
     remote_calls: int = 0  # made through reconcile's own client (0 when one is passed in)
     duration_s: float = 0.0
+    store_missing: bool = False  # the store itself is gone
+    recreated: str | None = None  # with fix: the store created in its place
 
     @property
     def counts(self) -> dict[str, int]:
@@ -109,13 +125,23 @@ class Report:
 
     @property
     def drift(self) -> int:
-        return sum(self.counts.values())
+        """Differences that are this catalogue's to repair (foreign documents are not)."""
+        return sum(len(self.findings[kind]) for kind in DRIFT_KINDS) + self.store_missing
+
+    @property
+    def clean(self) -> bool:
+        """Nothing left to repair: no drift, or ``fix`` repaired every bit of it."""
+        if self.store_missing:
+            return self.recreated is not None and not self.errors
+        return self.drift == 0 or (self.fix and not self.errors and all(
+            self.fixed[kind] >= len(self.findings[kind]) for kind in DRIFT_KINDS))
 
     def summary(self) -> dict:
         """The record kept in ``meta.last_reconcile``."""
         return {"at": round(self.at, 3), "duration_s": round(self.duration_s, 3),
                 "store": self.store, "documents": self.documents, "fix": self.fix,
-                "drift": self.drift, "counts": self.counts,
+                "outcome": "ok", "store_missing": self.store_missing,
+                "recreated": self.recreated, "drift": self.drift, "counts": self.counts,
                 "fixed": {kind: self.fixed[kind] for kind in KINDS} if self.fix else None,
                 "errors": len(self.errors), "remote_calls": self.remote_calls}
 
@@ -139,7 +165,8 @@ def _finding_dict(finding: Finding) -> dict:
 
 def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None = None,
               gemini=None, now: float | None = None, pending_after_s: float | None = None,
-              removal_after_s: float = REMOVAL_AFTER_S) -> Report:
+              removal_after_s: float = REMOVAL_AFTER_S, include_foreign: bool = False
+              ) -> Report:
     """Compare the store's document list with the catalogue; with ``fix``, repair each kind.
 
     ``gemini`` defaults to a client whose requests pass the shared rate limiter (waiting for
@@ -158,10 +185,12 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
         calls = Counter()
         client, closers = (gemini, []) if gemini is not None else _client(settings, calls)
         try:
-            _examine(settings, catalog, client, report, pending_after_s, removal_after_s)
+            _examine(settings, catalog, client, report, pending_after_s, removal_after_s,
+                     include_foreign)
         except Exception as exc:
             catalog.set_meta(META_KEY, json.dumps({"at": round(report.at, 3), "store": store,
-                                                   "fix": fix, "error": str(exc)}))
+                                                   "fix": fix, "outcome": "failed",
+                                                   "error": str(exc)}))
             raise
         finally:
             for close in closers:
@@ -179,24 +208,54 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
 
 
 def _examine(settings: Settings, catalog: Catalog, client, report: Report,
-             pending_after_s: float | None, removal_after_s: float) -> None:
+             pending_after_s: float | None, removal_after_s: float,
+             include_foreign: bool) -> None:
     """List the store, then read the catalogue (in that order), sort out the drift, and
     repair it if the report says ``fix``."""
     listed_at = time.time()
-    docs = list(client.list_documents(report.store, transient_retries=LIST_PAGE_RETRIES))
+    try:
+        docs = list(client.list_documents(report.store, transient_retries=LIST_PAGE_RETRIES))
+    except GeminiError as err:
+        if err.code != 404 or not _store_gone(client, report.store):
+            raise
+        _store_missing(settings, catalog, client, report)
+        return
     rows = [lc.FileRow.from_row(r) for r in catalog.query("SELECT * FROM files")]
     report.documents, report.rows = len(docs), len(rows)
     if pending_after_s is None:
         pending_after_s = max(PENDING_AFTER_S, settings.poll_timeout_s)
     report.findings = find_drift(docs, rows, open_removals(catalog), listed_at=listed_at,
                                  now=report.at, pending_after_s=pending_after_s,
-                                 removal_after_s=removal_after_s)
+                                 removal_after_s=removal_after_s, catalog_id=catalog.id)
     live = queue.live_tasks(queue.bind(settings).huey)
     report.findings["stuck_rows"] = [
         _row_finding("stuck_rows", r, "in flight, but no task holds it")
         for r in rows if r.state in lc.IN_FLIGHT and queue.is_stuck(r, live, report.at)]
     if report.fix:
-        _Repair(settings, catalog, client, report, report.at).run()
+        _Repair(settings, catalog, client, report, report.at, include_foreign).run()
+
+
+def _store_gone(client, store: str) -> bool:
+    try:
+        client.get_store(store)
+    except Gone:
+        return True
+    return False
+
+
+def _store_missing(settings: Settings, catalog: Catalog, client, report: Report) -> None:
+    """The store is gone: say so (status shows it too); with ``fix``, make a new one and send
+    every row that had been sent to the old one through the pipeline again."""
+    report.store_missing = True
+    mark_store_lost(catalog, report.store, report.at)
+    if not report.fix:
+        return
+    report.recreated = recreate_store(settings, catalog, client, report.store,
+                                            report.at)
+    summary = queue.enqueue(settings, gemini=client, now=report.at)
+    for path in summary.enqueued:
+        report.actions.append({"action": "enqueue", "kind": "store_missing", "document": None,
+                               "path": path})
 
 
 def _client(settings: Settings, calls: Counter):
@@ -232,7 +291,8 @@ def open_removals(catalog: Catalog) -> list[OpenRemoval]:
 
 def find_drift(docs: Iterable, rows: list[lc.FileRow], removals: list[OpenRemoval], *,
                listed_at: float, now: float, pending_after_s: float = PENDING_AFTER_S,
-               removal_after_s: float = REMOVAL_AFTER_S) -> dict[str, list[Finding]]:
+               removal_after_s: float = REMOVAL_AFTER_S,
+               catalog_id: str | None = None) -> dict[str, list[Finding]]:
     """Every kind but ``stuck_rows`` (which needs the queue), from a document list and a
     catalogue read *after* it. Pure: no I/O."""
     found: dict[str, list[Finding]] = {kind: [] for kind in KINDS}
@@ -246,7 +306,7 @@ def find_drift(docs: Iterable, rows: list[lc.FileRow], removals: list[OpenRemova
         listed.add(doc.name)
         kind, row, detail = _judge(doc, current, gone_rows, previous, by_id, removing,
                                    now=now, pending_after_s=pending_after_s,
-                                   removal_after_s=removal_after_s)
+                                   removal_after_s=removal_after_s, catalog_id=catalog_id)
         if kind is not None:
             found[kind].append(_doc_finding(kind, doc, row, detail))
     for row in rows:
@@ -259,9 +319,15 @@ def find_drift(docs: Iterable, rows: list[lc.FileRow], removals: list[OpenRemova
 
 
 def _judge(doc, current, gone_rows, previous, by_id, removing, *, now, pending_after_s,
-           removal_after_s):
+           removal_after_s, catalog_id):
     """(kind or None, the row it concerns, why) for one listed document."""
     row = current.get(doc.name)
+    named = row is not None or doc.name in removing or doc.name in previous \
+        or doc.name in gone_rows
+    owner = doc.custom_metadata.get("objlib_catalog")
+    if not named and owner != catalog_id:
+        return ("foreign", None, f"made by another objlib catalogue ({owner})" if owner
+                else "not made by objlib (no objlib_catalog metadata)")
     if doc.state == _FAILED:
         return "failed", row or by_id.get(_meta_int(doc, "objlib_file_id")), "STATE_FAILED"
     age_s = now - (doc.create_time or now)
@@ -327,9 +393,11 @@ def _row_finding(kind: str, row: lc.FileRow, detail: str) -> Finding:
 class _Repair:
     """``--fix``: each kind repaired in the order that never loses a good document."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, gemini, report: Report, now: float):
+    def __init__(self, settings: Settings, catalog: Catalog, gemini, report: Report, now: float,
+                 include_foreign: bool = False):
         self.settings, self.catalog, self.gemini = settings, catalog, gemini
         self.report, self.now = report, now
+        self.include_foreign = include_foreign
         self.reset: list[str] = []
 
     def run(self) -> None:
@@ -348,7 +416,8 @@ class _Repair:
                     and self._reset(row, finding, (lc.INDEXED,),
                                     "reconcile: document missing from the store"):
                 self.report.fixed["missing"] += 1
-        for finding in found["orphans"] + found["duplicates"] + found["stale"]:
+        for finding in found["orphans"] + found["duplicates"] + found["stale"] + (
+                found["foreign"] if self.include_foreign else []):
             if self._delete(finding):
                 self.report.fixed[finding.kind] += 1
         self._requeue(found["stuck_rows"])
@@ -471,6 +540,16 @@ def render(report: Report, *, max_items: int = 10):
     if enqueued:
         lines.append(f"enqueued {enqueued} file(s); the workers upload them")
     lines += [f"error: {e}" for e in report.errors]
+    if report.store_missing:
+        lines.append(f"the store {report.store} is gone: "
+                     + (f"created {report.recreated} in its place; every file goes through "
+                        "the pipeline again" if report.recreated else
+                        "`objlib reconcile --fix` creates a new one and uploads every file "
+                        "again"))
+    foreign = report.counts["foreign"]
+    if foreign and not (report.fix and report.fixed["foreign"]):
+        lines.append(f"{foreign} foreign document(s) left alone: another catalogue or tool "
+                     "made them (--fix --include-foreign deletes them)")
     if not report.drift:
         lines.append("the store matches the catalogue")
     return Group(title, table, Text("\n".join(lines)))

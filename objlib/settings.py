@@ -19,7 +19,8 @@ CONFIG_FILE = "config.toml"
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    store_name: str = "objlib-library"
+    # the store's display name; empty: a store of this catalogue's own (objlib-<catalog id>)
+    store_name: str = ""
     extensions: tuple[str, ...] = (".txt", ".md")
     max_file_bytes: int = 100 * 1024 * 1024
     # extra path -> metadata regexes (named groups), tried before the built-in ones
@@ -132,7 +133,7 @@ def _build(cls, home: Path, values: dict) -> Settings:
         raise ConfigError("rate_limit_per_minute must be 0 (unlimited) or more")
     if settings.max_attempts < 1:
         raise ConfigError("max_attempts must be at least 1")
-    if not 1 <= len(settings.store_name.strip()) <= 512:
+    if settings.store_name and not 1 <= len(settings.store_name.strip()) <= 512:
         raise ConfigError("store_name must be 1 to 512 characters (the store's display name); "
                           f"got {len(settings.store_name.strip())}")
     return settings

@@ -39,6 +39,7 @@ from objlib.catalog.lifecycle import (DELETED, ELIGIBLE, FAILED, IMPORTING, IN_F
                                       PENDING, SKIPPED, STATES, UPLOADING)
 from objlib.errors import CatalogError, ObjlibError
 from objlib.settings import Settings
+from objlib.store import lost_at as store_lost_at
 from objlib.throttle import Throttle, ThrottleState
 
 QUEUE_NAME = "objlib"  # huey's name in objlib.tasks; not imported: that would create queue.db
@@ -68,6 +69,8 @@ class Snapshot:
     last_reconcile: dict | str | None
     last_activity_at: float | None
     latest_run: dict | None = None  # the last `objlib upload` run (objlib.runs.latest_run)
+    store: str | None = None  # the store the catalogue mirrors into (None: not created yet)
+    store_lost_at: float | None = None  # when the store was found gone (objlib.store)
 
     @property
     def eligible(self) -> int:
@@ -80,12 +83,16 @@ class Snapshot:
 
     @property
     def percent(self) -> float:
+        """Indexed share of the eligible files; 0 while the store is gone (its documents
+        went with it, whatever the rows say)."""
+        if self.store_lost_at is not None:
+            return 0.0
         return 100.0 * self.files[INDEXED] / self.eligible if self.eligible else 100.0
 
     @property
     def done(self) -> bool:
-        """Nothing pending and nothing in flight."""
-        return self.remaining == 0
+        """Nothing pending and nothing in flight (never while the store is gone)."""
+        return self.remaining == 0 and self.store_lost_at is None
 
     @property
     def eta_s(self) -> float | None:
@@ -119,7 +126,8 @@ def snapshot(settings: Settings, now: float | None = None) -> Snapshot:
         first_recent_indexed_at=facts.first_recent_indexed_at,
         throttle=throttle, errors_by_class=facts.errors_by_class,
         last_reconcile=_parsed(facts.last_reconcile),
-        last_activity_at=max(activity) if activity else None, latest_run=facts.latest_run)
+        last_activity_at=max(activity) if activity else None, latest_run=facts.latest_run,
+        store=facts.store, store_lost_at=facts.store_lost_at)
 
 
 def eta_s(remaining: int, recent_indexed: int, first_recent_at: float | None,
@@ -166,6 +174,8 @@ class _CatalogueFacts:
     last_error_at: float | None = None
     last_reconcile: str | None = None
     latest_run: dict | None = None
+    store: str | None = None
+    store_lost_at: float | None = None
 
     @classmethod
     def read(cls, catalog: Catalog, now: float) -> _CatalogueFacts:
@@ -191,6 +201,8 @@ class _CatalogueFacts:
                 "ORDER BY at DESC LIMIT 1", WORKER_STATES))
             facts.last_error_at = _scalar(cat.query("SELECT MAX(at) FROM errors"))
             facts.last_reconcile = cat.get_meta("last_reconcile")
+            facts.store = cat.get_meta("store")
+            facts.store_lost_at = store_lost_at(cat)
             facts.latest_run = runs.latest_run(cat, now=now)
         return facts
 
@@ -279,6 +291,7 @@ def to_json(snap: Snapshot) -> dict:
     return {
         "generated_at": snap.generated_at,
         "home": snap.home,
+        "store": {"name": snap.store, "lost_at": snap.store_lost_at},
         "files": dict(snap.files),
         "oldest_in_flight_age_s": dict(snap.oldest_in_flight_age_s),
         "queue": {"waiting": snap.waiting, "scheduled": snap.scheduled},
@@ -342,6 +355,11 @@ def reconcile_text(value: dict | str | None, now: float) -> str:
     if not isinstance(value, dict):
         return str(value)
     parts = [ago(value["at"], now)] if isinstance(value.get("at"), (int, float)) else []
+    if value.get("outcome") == "failed" or "error" in value:
+        return ", ".join(parts + [f"FAILED: {value.get('error') or 'unknown error'}"])
+    if value.get("store_missing"):
+        parts.append("store gone" + (f", re-created as {value['recreated']}"
+                                     if value.get("recreated") else ""))
     if "drift" in value:
         kinds = ", ".join(f"{k} {n}" for k, n in (value.get("counts") or {}).items() if n)
         parts.append(f"drift {value['drift']}" + (f" ({kinds})" if kinds else ""))
@@ -356,7 +374,8 @@ def plain_line(snap: Snapshot) -> str:
     """One line for logs and pipes (``status --watch`` when stdout is not a terminal)."""
     states = " ".join(f"{s} {snap.files[s]}" for s in (PENDING, *IN_FLIGHT, FAILED))
     rate = snap.throughput_per_min["indexed_per_min_1m"]
-    return (f"{clock(snap.generated_at)} indexed {snap.files[INDEXED]}/{snap.eligible} "
+    lost = f"STORE GONE ({snap.store}): objlib reconcile --fix | " if snap.store_lost_at else ""
+    return (f"{clock(snap.generated_at)} {lost}indexed {snap.files[INDEXED]}/{snap.eligible} "
             f"({snap.percent:.1f}%) | {states} | queue {snap.waiting} waiting "
             f"{snap.scheduled} scheduled | {rate:g}/min | ETA {duration(snap.eta_s)} | "
             f"breaker {breaker_text(snap.throttle)}")
@@ -370,6 +389,10 @@ def render(snap: Snapshot, *, footer: str | None = None):
     title = Text.assemble(("objlib status", "bold"), f"  {snap.home}  ",
                           (clock(snap.generated_at), "dim"))
     parts = [title, _overall(snap), Columns([_states_panel(snap), _health_panel(snap)])]
+    if snap.store_lost_at is not None:
+        parts.insert(1, Text(f"the store {snap.store} is gone ({ago(snap.store_lost_at, snap.generated_at)}): "
+                             "no file is searchable; `objlib reconcile --fix` creates a new "
+                             "store and uploads every file again", style="bold red"))
     if footer:
         parts.append(Text(footer, style="dim"))
     return Group(*parts)

@@ -128,6 +128,14 @@ def remove_document(removal_id: int, task=None):
     pipeline.remove_document(context(), removal_id, task.id)
 
 
+@huey.task(context=True, name="settle_superseded", priority=_AHEAD, **_UNEXPECTED)
+@_rescheduling
+def settle_superseded(superseded_id: int, task=None):
+    """The document of an import whose version was replaced meanwhile: found, then removed."""
+    for removal_id in pipeline.settle_superseded(context(), superseded_id, task.id):
+        remove_document(removal_id)
+
+
 @huey.periodic_task(crontab(minute="*"), name="recover_stuck")
 def recover_stuck():
     """Once a minute (on the consumer that runs periodic tasks): resume rows whose task was

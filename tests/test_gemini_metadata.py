@@ -66,7 +66,7 @@ def test_at_most_20_entries_keep_the_priority_keys():
     entries = build_custom_metadata(values)
 
     assert len(entries) == MAX_ENTRIES == 20
-    assert keys(entries) == list(PRIORITY) + [f"extra{i:02d}" for i in range(5)]
+    assert keys(entries) == list(PRIORITY) + [f"extra{i:02d}" for i in range(20 - len(PRIORITY))]
 
 
 def test_skipped_values_do_not_use_up_the_20_slots():

@@ -13,6 +13,8 @@ from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.queue import ensure_store
 from objlib.scan import scan_library
+from objlib.errors import StoreLost
+from objlib.gemini.errors import Permanent
 from objlib.throttle import Deferred
 
 
@@ -184,12 +186,32 @@ def test_rate_limited_calls_are_deferred_without_spending_attempts(ctx, emulator
 
 
 def test_a_permanent_error_fails_at_once(ctx, emulator):
-    ctx.catalog.set_meta("store", "fileSearchStores/does-not-exist-123456")
+    def refused(*args, **kwargs):
+        raise Permanent("400 INVALID_ARGUMENT on import_file: bad metadata", code=400,
+                        call="import_file")
+
+    ctx.gemini.import_file = refused
     row = queued(ctx)
     assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is False
     row = lc.get(ctx.catalog, row.id)
-    assert row.state == "failed" and row.error_class in ("permanent", "gone")
+    assert row.state == "failed" and row.error_class == "permanent"
     assert row.attempts == 0
+
+
+def test_an_import_into_a_store_that_is_gone_fails_nothing_and_records_the_loss(ctx, emulator):
+    store = ctx.store
+    emulator.state.delete_store(store, force=True)
+    row = queued(ctx)
+    with pytest.raises(StoreLost, match="reconcile --fix"):
+        pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    row = lc.get(ctx.catalog, row.id)
+    assert row.state == "uploading" and row.attempts == 0 and row.error_class is None
+    assert ctx.catalog.get_meta("store_lost_at") is not None
+    # every later step waits at once, without a request
+    calls = sum(emulator.stats()["requests"].values())
+    with pytest.raises(StoreLost):
+        pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    assert sum(emulator.stats()["requests"].values()) == calls
 
 
 def test_an_import_the_api_refused_is_simply_sent_again_without_a_lookup(ctx, emulator):
@@ -209,5 +231,6 @@ def test_an_import_the_api_refused_is_simply_sent_again_without_a_lookup(ctx, em
     # a refusal made no document: nothing to look for before importing again
     assert lc.get(ctx.catalog, row.id).import_requested_at is None
     ctx.gemini.import_file = real_import
+    listed = emulator.stats()["requests"].get("documents.list", 0)
     assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
-    assert emulator.stats()["requests"].get("documents.list", 0) == 0
+    assert emulator.stats()["requests"].get("documents.list", 0) == listed

@@ -21,6 +21,7 @@ from objlib.catalog import open_catalog
 from objlib.cli import cli
 from objlib.gemini import metadata as gm
 from objlib.scan import scan_library
+from objlib.settings import Settings
 from objlib.throttle import Deferred
 
 FILES = 6
@@ -71,9 +72,15 @@ def rows_by_path(settings) -> dict[str, lc.FileRow]:
 
 
 def plant(emu, store: str, *, file_id=None, version=None, path=None, state="STATE_ACTIVE",
-          content_hash="ab" * 32) -> str:
-    """A document put straight into the emulator's state (as a lost retry would leave it)."""
-    values = {"objlib_file_id": file_id, "objlib_version": version, "path": path}
+          content_hash="ab" * 32, owner: str | None = "this test's catalogue") -> str:
+    """A document put straight into the emulator's state (as a lost retry would leave it),
+    made by this test's catalogue unless ``owner`` names another catalogue id (or None)."""
+    if owner == "this test's catalogue":
+        catalog = open_catalog(Settings.load())
+        owner = catalog.id
+        catalog.close()
+    values = {"objlib_catalog": owner, "objlib_file_id": file_id, "objlib_version": version,
+              "path": path}
     meta = gm.build_custom_metadata({k: v for k, v in values.items() if v is not None})
     return emu.state.add_document(store, gm.raw_file_id(content_hash), custom_metadata=meta,
                                   state=state).name
@@ -129,6 +136,11 @@ def plant_every_kind(settings, emu, store, library) -> dict[str, set]:
     emu.state.advance(-3600)
     stuck_pending = plant(emu, store, state="STATE_PENDING")
     emu.state.advance(3600)
+    # foreign: another catalogue's documents (one even names r[0]'s id and version, one
+    # FAILED), and one no objlib made: never this catalogue's to delete
+    foreign = {plant(emu, store, file_id=r[0].id, version=r[0].version, owner="0a1b2c3d4e5f"),
+               plant(emu, store, file_id=999, state="STATE_FAILED", owner="0a1b2c3d4e5f"),
+               plant(emu, store, owner=None)}
     # stuck_rows: a new file queued under a task that was lost (never reached the queue)
     (library / notes(FILES)).write_text("a note queued under a lost task\n" * 30,
                                         encoding="utf-8")
@@ -139,7 +151,8 @@ def plant_every_kind(settings, emu, store, library) -> dict[str, set]:
     return {"missing": {r[2].path}, "failed": {r[3].document, failed_extra},
             "duplicates": {duplicate}, "stale": {stale_version, stale_removal},
             "orphans": {orphan_bare, orphan_unknown}, "stuck_pending": {stuck_pending},
-            "stuck_rows": {new.path}, "_correct": {x.document for x in (r[0], r[1], r[4], r[5])},
+            "stuck_rows": {new.path}, "foreign": foreign,
+            "_correct": {x.document for x in (r[0], r[1], r[4], r[5])},
             "_young_removal": {young_removal}}
 
 
@@ -184,16 +197,36 @@ def test_fix_leaves_no_drift_and_never_touches_a_correct_document(settings, libr
     run_pipeline(settings)  # the workers upload what was re-enqueued
     after = rc.reconcile(settings)
 
-    assert {k: fixed.fixed[k] for k in rc.KINDS} == {k: len(v) for k, v in
-                                                     expected_only(expected).items()}
-    assert not fixed.errors
-    assert after.counts == {kind: 0 for kind in rc.KINDS}
+    assert {k: fixed.fixed[k] for k in rc.KINDS} == {
+        k: 0 if k == "foreign" else len(v) for k, v in expected_only(expected).items()}
+    assert not fixed.errors and fixed.clean
+    assert after.counts == {kind: 0 for kind in rc.DRIFT_KINDS} | {"foreign": 3}
+    assert after.drift == 0 and after.clean
     docs = docs_of(emulator)
     assert expected["_correct"] <= set(docs), "a correct document was deleted"
+    assert expected["foreign"] <= set(docs), "another catalogue's document was deleted"
+    docs = {name: d for name, d in docs.items() if name not in expected["foreign"]}
     rows = rows_by_path(settings)
     assert {r.state for r in rows.values()} == {lc.INDEXED}
     assert {r.document for r in rows.values()} == set(docs)  # exactly one per file
     assert all(docs[r.document]["state"] == "STATE_ACTIVE" for r in rows.values())
+
+
+def test_include_foreign_deletes_other_catalogues_documents_only_when_asked(
+        settings, emulator, indexed):
+    theirs = plant(emulator, indexed, file_id=1, version=1, owner="0a1b2c3d4e5f")
+    nobodys = plant(emulator, indexed, owner=None)
+
+    left = rc.reconcile(settings, fix=True)
+    assert {f.document for f in left.findings["foreign"]} == {theirs, nobodys}
+    assert {theirs, nobodys} <= set(docs_of(emulator)) and left.clean
+    usage = CliRunner().invoke(cli, ["reconcile", "--include-foreign"])
+    assert usage.exit_code == 2 and "goes with --fix" in usage.output
+    result = CliRunner().invoke(cli, ["reconcile", "--fix", "--include-foreign"])
+
+    assert result.exit_code == 0, result.output
+    assert not {theirs, nobodys} & set(docs_of(emulator))
+    assert len(docs_of(emulator)) == FILES  # this catalogue's documents all stay
 
 
 def test_a_current_document_is_never_deleted_whatever_its_metadata_says(settings, emulator,
@@ -321,7 +354,8 @@ def test_cli_json_gives_counts_lists_and_actions(settings, library, emulator, in
     dry = CliRunner().invoke(cli, ["reconcile", "--json"])
     fix = CliRunner().invoke(cli, ["reconcile", "--fix", "--json"])
 
-    assert dry.exit_code == 0, dry.output
+    assert dry.exit_code == 1, dry.output  # drift found and left: scripts can tell
+    assert fix.exit_code == 0, fix.output
     out = json.loads(dry.stdout)
     assert out["counts"]["orphans"] == 1 and out["drift"] == 1 and out["fix"] is False
     assert [f["document"] for f in out["findings"]["orphans"]] == [orphan]
@@ -337,7 +371,7 @@ def test_cli_table_names_each_kind(settings, emulator, indexed):
 
     result = CliRunner().invoke(cli, ["reconcile"])
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert "dry run" in result.output and "Gone/x.txt" in result.output
     for kind in rc.KINDS:
         assert kind in result.output

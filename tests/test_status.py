@@ -26,13 +26,14 @@ from objlib.throttle import Throttle
 
 NOW = 1_800_000_000.0  # the tests' clock
 
-JSON_KEYS = {"latest_run", "generated_at", "home", "files", "oldest_in_flight_age_s", "queue", "progress",
+JSON_KEYS = {"latest_run", "generated_at", "home", "store", "files", "oldest_in_flight_age_s", "queue", "progress",
              "throughput", "eta_seconds", "breaker", "rate_limit", "errors", "last_reconcile",
              "last_activity_at"}
 NESTED_KEYS = {
     "files": set(lc.STATES),
     "oldest_in_flight_age_s": {"queued", "uploading", "importing"},
     "queue": {"waiting", "scheduled"},
+    "store": {"name", "lost_at"},
     "progress": {"indexed", "eligible", "failed", "remaining", "percent", "done"},
     "throughput": {"indexed_per_min_1m", "indexed_per_min_5m", "indexed_per_min_15m"},
     "breaker": {"state", "open_for_s", "trips"},

@@ -8,6 +8,7 @@ a newer objlib is refused before anything is written.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -137,8 +138,35 @@ def _m2_runs(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m3_identity(conn: sqlite3.Connection) -> None:
+    """The catalogue's own id (``meta.catalog_id``: every document it imports carries it, so
+    reconcile never touches another catalogue's documents), and ``superseded``: imports of a
+    version that was replaced (or deleted) while the import was in flight. Their documents
+    are removed once known (``objlib.pipeline.settle_superseded``)."""
+    conn.execute("INSERT INTO meta(key, value) VALUES('catalog_id', ?) "
+                 "ON CONFLICT(key) DO NOTHING", (secrets.token_hex(6),))
+    _run_script(
+        conn,
+        """
+        CREATE TABLE superseded (
+            id           INTEGER PRIMARY KEY,
+            file_id      INTEGER NOT NULL,
+            version      INTEGER NOT NULL,
+            operation    TEXT,
+            document     TEXT,
+            content_hash TEXT,
+            requested_at REAL NOT NULL,
+            settled_at   REAL,
+            outcome      TEXT,
+            UNIQUE (file_id, version)
+        );
+        CREATE INDEX superseded_open ON superseded(settled_at)
+        """
+    )
+
+
 # Append new migrations at the end; never edit or reorder a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_runs]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_runs, _m3_identity]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -245,6 +273,11 @@ class Catalog:
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.query("SELECT value FROM meta WHERE key=?", (key,))
         return row[0]["value"] if row else default
+
+    @property
+    def id(self) -> str | None:
+        """This catalogue's id (migration 3): every document it imports carries it."""
+        return self.get_meta("catalog_id")
 
     def set_meta(self, key: str, value: str) -> None:
         with self.write() as conn:

@@ -142,6 +142,18 @@ def _schedule_removal(conn: sqlite3.Connection, document: str | None, file_id: i
                      (document, file_id, reason, now))
 
 
+def _supersede_in_flight(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+    """The row's version is about to be replaced or deleted. If its import was sent and the
+    document it makes is not known yet, the import is kept in ``superseded``: its document is
+    removed as soon as it is known (a document no row records would stay in the store)."""
+    sent = row["state"] == IMPORTING or (row["state"] == UPLOADING
+                                         and row["import_requested_at"] is not None)
+    if sent and not row["document"]:
+        conn.execute("INSERT INTO superseded(file_id, version, operation, content_hash, "
+                     "requested_at) VALUES(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                     (row["id"], row["version"], row["operation"], row["content_hash"], now))
+
+
 # ---------------------------------------------------------------------------- scan
 
 
@@ -158,14 +170,14 @@ def record_skipped(catalog: Catalog, path: str, *, size: int | None, mtime_ns: i
     """A file that is not eligible. An existing row becomes skipped (its document, if any,
     is scheduled for removal); a new one is inserted as skipped."""
     with catalog.write() as conn:
-        row = conn.execute("SELECT id, state, version, document, previous_document FROM files "
-                           "WHERE path=?", (path,)).fetchone()
+        row = conn.execute("SELECT * FROM files WHERE path=?", (path,)).fetchone()
         if row is None:
             return _insert_new(conn, NewFile(path, size, mtime_ns, skip_reason=reason), now)
         if row["state"] == SKIPPED:
             conn.execute("UPDATE files SET size=?, mtime_ns=?, skip_reason=?, scanned_at=? "
                          "WHERE id=?", (size, mtime_ns, reason, now, row["id"]))
             return row["id"]
+        _supersede_in_flight(conn, row, now)
         _schedule_removal(conn, row["document"], row["id"], "skipped", now)
         _schedule_removal(conn, row["previous_document"], row["id"], "replaced", now)
         _move(conn, row["id"], row["version"], row["state"], SKIPPED, now, reason,
@@ -180,10 +192,10 @@ def record_changed(catalog: Catalog, file_id: int, *, size: int, mtime_ns: int, 
     """New content for a known path: version+1, pending. The old version's document stays in
     the store (as previous_document) until the new version is indexed."""
     with catalog.write() as conn:
-        row = conn.execute("SELECT state, version, document, previous_document FROM files "
-                           "WHERE id=?", (file_id,)).fetchone()
+        row = conn.execute("SELECT * FROM files WHERE id=?", (file_id,)).fetchone()
         if row is None:
             return False
+        _supersede_in_flight(conn, row, now)
         keep = row["document"] or row["previous_document"]
         if row["document"] and row["previous_document"]:
             # two versions behind: the older one is stale already
@@ -210,10 +222,10 @@ def record_touched(catalog: Catalog, file_id: int, *, size: int, mtime_ns: int,
 def mark_deleted(catalog: Catalog, file_id: int, now: float) -> bool:
     """The file is gone from disk: its documents are scheduled for removal."""
     with catalog.write() as conn:
-        row = conn.execute("SELECT state, version, document, previous_document FROM files "
-                           "WHERE id=?", (file_id,)).fetchone()
+        row = conn.execute("SELECT * FROM files WHERE id=?", (file_id,)).fetchone()
         if row is None or row["state"] == DELETED:
             return False
+        _supersede_in_flight(conn, row, now)
         _schedule_removal(conn, row["document"], file_id, "deleted", now)
         _schedule_removal(conn, row["previous_document"], file_id, "replaced", now)
         return _move(conn, file_id, row["version"], row["state"], DELETED, now, "gone from disk",
@@ -408,6 +420,26 @@ def reset_to_pending(catalog: Catalog, file_id: int, version: int, now: float, w
                      **_FRESH_VERSION)
 
 
+def restart_all(catalog: Catalog, now: float, why: str) -> int:
+    """The store is gone with every document in it: every row that had been sent (indexed or
+    in flight) starts its current version over (pending), and the removals and superseded
+    imports of that store are closed. Failed rows stay failed (``--retry-failed``). Returns
+    how many rows were reset."""
+    with catalog.write() as conn:
+        rows = conn.execute("SELECT id, version, state FROM files WHERE state IN (?, ?, ?, ?)",
+                            (INDEXED, *IN_FLIGHT)).fetchall()
+        for row in rows:
+            _move(conn, row["id"], row["version"], row["state"], PENDING, now, why,
+                  document=None, previous_document=None, **_FRESH_VERSION)
+        conn.execute("UPDATE files SET document=NULL, previous_document=NULL "
+                     "WHERE document IS NOT NULL OR previous_document IS NOT NULL")
+        conn.execute("UPDATE removals SET removed_at=?, last_error=? WHERE removed_at IS NULL",
+                     (now, why))
+        conn.execute("UPDATE superseded SET settled_at=?, outcome=? WHERE settled_at IS NULL",
+                     (now, why))
+    return len(rows)
+
+
 # ---------------------------------------------------------------------------- removals
 
 
@@ -460,6 +492,76 @@ def record_removal_error(catalog: Catalog, removal_id: int, error_class: str, me
                      (message, removal_id))
         row = conn.execute("SELECT attempts FROM removals WHERE id=?", (removal_id,)).fetchone()
     return row[0] if row else 0
+
+
+# ---------------------------------------------------------------------------- superseded
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """An import of a version that was replaced or deleted while the import was in flight."""
+
+    id: int
+    file_id: int
+    version: int
+    operation: str | None
+    content_hash: str | None
+    requested_at: float
+
+
+_SUPERSEDED_COLUMNS = "id, file_id, version, operation, content_hash, requested_at"
+
+
+def open_superseded(catalog: Catalog) -> list[Superseded]:
+    rows = catalog.query(f"SELECT {_SUPERSEDED_COLUMNS} FROM superseded "
+                         "WHERE settled_at IS NULL ORDER BY id")
+    return [Superseded(**dict(r)) for r in rows]
+
+
+def get_superseded(catalog: Catalog, superseded_id: int) -> Superseded | None:
+    rows = catalog.query(f"SELECT {_SUPERSEDED_COLUMNS} FROM superseded "
+                         "WHERE id=? AND settled_at IS NULL", (superseded_id,))
+    return Superseded(**dict(rows[0])) if rows else None
+
+
+def superseded_of(catalog: Catalog, file_id: int, version: int) -> Superseded | None:
+    rows = catalog.query(f"SELECT {_SUPERSEDED_COLUMNS} FROM superseded "
+                         "WHERE file_id=? AND version=? AND settled_at IS NULL",
+                         (file_id, version))
+    return Superseded(**dict(rows[0])) if rows else None
+
+
+def record_superseded_operation(catalog: Catalog, file_id: int, version: int,
+                                operation: str) -> bool:
+    """importFile answered after its row moved on: the superseded import learns its
+    operation (so its document is found without listing the store)."""
+    with catalog.write() as conn:
+        return conn.execute("UPDATE superseded SET operation=? WHERE file_id=? AND version=? "
+                            "AND settled_at IS NULL AND operation IS NULL",
+                            (operation, file_id, version)).rowcount == 1
+
+
+def settle_superseded(catalog: Catalog, superseded_id: int, outcome: str, now: float, *,
+                      document: str | None = None) -> int | None:
+    """The superseded import's outcome is known: ``document`` (if it made one) is scheduled
+    for removal in the same transaction. Returns the removal's id, if any. A document that a
+    live row records as its current one is never scheduled (it cannot be one, being of an
+    older version; checked anyway)."""
+    with catalog.write() as conn:
+        won = conn.execute("UPDATE superseded SET settled_at=?, outcome=?, document=? "
+                           "WHERE id=? AND settled_at IS NULL",
+                           (now, outcome, document, superseded_id)).rowcount == 1
+        if not won or not document:
+            return None
+        if conn.execute("SELECT 1 FROM files WHERE document=? AND state!=?",
+                        (document, DELETED)).fetchone():
+            return None
+        file_id = conn.execute("SELECT file_id FROM superseded WHERE id=?",
+                               (superseded_id,)).fetchone()[0]
+        _schedule_removal(conn, document, file_id, "superseded in flight", now)
+        row = conn.execute("SELECT id FROM removals WHERE document=? AND removed_at IS NULL",
+                           (document,)).fetchone()
+        return row[0] if row else None
 
 
 # ---------------------------------------------------------------------------- scan, batched

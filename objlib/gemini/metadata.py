@@ -32,8 +32,8 @@ MAX_ID_CHARS = 40
 
 # Entries kept first when there are more than MAX_ENTRIES; unknown keys follow alphabetically.
 PRIORITY = (
-    "objlib_file_id", "objlib_version", "path", "content_hash", "category", "course",
-    "lesson", "year", "quarter", "week", "topic", "series", "date", "episode", "quality",
+    "objlib_catalog", "objlib_file_id", "objlib_version", "path", "content_hash", "category",
+    "course", "lesson", "year", "quarter", "week", "topic", "series", "date", "episode", "quality",
 )
 _RANK = {key: i for i, key in enumerate(PRIORITY)}
 
