@@ -59,8 +59,8 @@ def refusal(limit: DeleteLimit, *, live: int, to_delete: int, root_empty: bool) 
     if to_delete == 0:
         return None
     if root_empty and not limit.empty_root_ok:
-        return (f"the library folder has no files, so all {to_delete} catalogued files would "
-                f"be marked deleted")
+        return (f"the library folder has no files, so {to_delete} of {live} catalogued files "
+                f"would be marked deleted")
     over_count = limit.max_files is not None and to_delete > limit.max_files
     over_share = (limit.max_percent is not None and to_delete > PERCENT_FLOOR
                   and to_delete * 100 > limit.max_percent * live)
