@@ -149,13 +149,20 @@ def emulator(host, port, profile, latency, fault, rpm, seed):
 @cli.command()
 @click.argument("library_dir", type=click.Path())
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Accept any number of deleted files this time (the deletion guard is off).")
+@click.option("--max-delete", type=click.IntRange(min=0), metavar="N",
+              help="Accept up to N deleted files this time (default: the settings' "
+                   "max_delete and max_delete_percent).")
 @click.pass_context
 @_fail_cleanly
-def scan(ctx, library_dir, dry_run):
+def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete):
     """Walk LIBRARY_DIR and bring the catalogue up to date: new, changed, deleted files.
 
     Unchanged files (same size and mtime) are not read again; files that cannot be uploaded
-    are recorded as skipped, with the reason.
+    are recorded as skipped, with the reason. A scan that finds the library empty, or that
+    would mark more than max_delete files (or max_delete_percent of the catalogue) deleted,
+    records nothing and exits 1: a drive that is not mounted is not a deleted library.
 
     \b
     Example:
@@ -165,8 +172,12 @@ def scan(ctx, library_dir, dry_run):
 
     from objlib.scan import hashing_progress, scan_library, summary_table
 
+    if allow_mass_delete and max_delete is not None:
+        raise click.UsageError("--allow-mass-delete accepts any number; it does not go with "
+                               "--max-delete")
     with hashing_progress() as progress:
-        summary = scan_library(settings_of(ctx), library_dir, dry_run=dry_run, progress=progress)
+        summary = scan_library(settings_of(ctx), library_dir, dry_run=dry_run, progress=progress,
+                               max_delete=max_delete, allow_mass_delete=allow_mass_delete)
     Console().print(summary_table(summary))
 
 

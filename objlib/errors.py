@@ -17,6 +17,16 @@ class LibraryError(ObjlibError):
     """The library folder cannot be scanned (missing, not a directory, unreadable)."""
 
 
+class MassDeleteRefused(LibraryError):
+    """A scan would mark too much of the catalogue deleted (an unmounted drive looks like an
+    empty library), so it recorded nothing; the user confirms with a flag if it is real."""
+
+    def __init__(self, message: str, *, to_delete: int, live: int):
+        super().__init__(message)
+        self.to_delete = to_delete
+        self.live = live
+
+
 class QueueError(ObjlibError):
     """The queue file cannot be used (locked, corrupt). The catalogue is the source of truth:
     a lost queue is rebuilt by `objlib enqueue`."""

@@ -5,6 +5,7 @@ reads ``GEMINI_API_KEY`` from the environment at the moment it builds a client.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -55,6 +56,10 @@ class Settings:
     log_json: bool = False
     # a worker runs `objlib reconcile --fix` this often (0 = never; long runs may set it)
     reconcile_every_minutes: int = 0
+    # the deletion guard: a scan that would mark more files deleted than this (or more than
+    # this share of the catalogue, above a floor of 10 files) records nothing and asks
+    max_delete: int = 50
+    max_delete_percent: float = 20.0
 
     @property
     def library_db(self) -> Path:
@@ -99,6 +104,8 @@ _ENV = {
     "OBJLIB_BACKOFF_BASE_S": "backoff_base_s",
     "OBJLIB_LOG_JSON": "log_json",
     "OBJLIB_BUSY_TIMEOUT_S": "busy_timeout_s",
+    "OBJLIB_MAX_DELETE": "max_delete",
+    "OBJLIB_MAX_DELETE_PERCENT": "max_delete_percent",
 }
 
 
@@ -129,10 +136,7 @@ def _build(cls, home: Path, values: dict) -> Settings:
         default = getattr(settings, f.name)
         typed[f.name] = _coerce(f.name, values[f.name], default)
     settings = replace(settings, **typed)
-    if settings.rate_limit_per_minute < 0:
-        raise ConfigError("rate_limit_per_minute must be 0 (unlimited) or more")
-    if settings.max_attempts < 1:
-        raise ConfigError("max_attempts must be at least 1")
+    _check_ranges(settings)
     if settings.store_name and not 1 <= len(settings.store_name.strip()) <= 512:
         raise ConfigError("store_name must be 1 to 512 characters (the store's display name); "
                           f"got {len(settings.store_name.strip())}")
@@ -142,14 +146,108 @@ def _build(cls, home: Path, values: dict) -> Settings:
 def _coerce(name: str, value, default):
     try:
         if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
+            return _yes_no(name, value)
         if isinstance(default, tuple):
             items = [value] if isinstance(value, str) else list(value)
             if name == "extensions":
                 items = [i if i.startswith(".") else "." + i for i in (s.lower() for s in items)]
             return tuple(items)
+        if isinstance(default, (int, float)):
+            return _number(name, value, type(default))
         return type(default)(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from exc
+
+
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off"})
+
+
+def _yes_no(name: str, value) -> bool:
+    """A bool setting: true/false (TOML), or yes/no words from a variable; anything else is an
+    error rather than a silent False."""
+    word = str(value).strip().lower()
+    if word in _YES or word in _NO:
+        return word in _YES
+    raise ConfigError(f"setting {name!r}: {value!r} is not a yes/no value "
+                      f"(use one of: {', '.join(sorted(_YES | _NO))})")
+
+
+def _number(name: str, value, kind: type):
+    """An int or float setting. True is not 1, and 2.5 is not the count 2."""
+    if isinstance(value, bool):
+        raise ConfigError(f"setting {name!r}: {value!r} is not a number")
+    number = float(value) if kind is float else value
+    if kind is int and isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"setting {name!r}: {value!r} is not a whole number")
+        number = int(value)
+    return kind(number)
+
+
+# ---------------------------------------------------------------------------- ranges
+
+
+@dataclass(frozen=True)
+class _Range:
+    """The values a numeric setting may take: from ``low`` (left out if ``low_open``) up to
+    ``high`` (None: no upper bound); ``note`` says what the edge value means."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    note: str = ""
+
+    def __contains__(self, value) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            text = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        return f"{text}; {self.note}" if self.note else text
+
+
+_AT_LEAST_1 = _Range(1)
+_DURATION = _Range(0, low_open=True)  # seconds; 0 would mean "never wait" or "expire at once"
+_DELAY = _Range(0, note="0 = at once")  # a first wait that may be skipped
+
+RANGES: dict[str, _Range] = {
+    "max_file_bytes": _AT_LEAST_1,
+    "rate_limit_per_minute": _Range(0, note="0 = unlimited"),
+    "breaker_window_s": _DURATION,
+    "breaker_min_429": _AT_LEAST_1,
+    "breaker_ratio": _Range(0, 1, low_open=True),
+    "breaker_cooldown_s": _DURATION,
+    "breaker_max_cooldown_s": _DURATION,
+    "max_attempts": _AT_LEAST_1,
+    "backoff_base_s": _DELAY,
+    "backoff_max_s": _DURATION,
+    "poll_first_delay_s": _DELAY,
+    "poll_max_delay_s": _DURATION,
+    "poll_timeout_s": _DURATION,
+    "activate_first_delay_s": _DELAY,
+    "activate_timeout_s": _DURATION,
+    "lease_s": _DURATION,
+    "request_timeout_s": _DURATION,
+    "busy_timeout_s": _DURATION,
+    "reconcile_every_minutes": _Range(0, note="0 = never"),
+    "max_delete": _Range(0, note="0 = refuse any deletion"),
+    "max_delete_percent": _Range(0, 100, low_open=True),
+}
+"""Every numeric setting's allowed values (a test checks that none is missing)."""
+
+
+def _check_ranges(settings: Settings) -> None:
+    """A number out of its range is an error that names it, not a silent misbehaviour
+    (``max_file_bytes = -1`` would skip every file)."""
+    for name, allowed in RANGES.items():
+        value = getattr(settings, name)
+        if value not in allowed:
+            var = next((v for v, n in _ENV.items() if n == name), None)
+            raise ConfigError(f"setting {name}{f' ({var})' if var else ''} = {value!r} is out "
+                              f"of range; allowed: {allowed}")

@@ -162,7 +162,7 @@ def test_a_deleted_file_that_reappears_unchanged_is_restored_not_reuploaded(sett
     scan_library(settings, lib, now=NOW)
     as_indexed(settings, "a.txt", "doc-a1")
     path.unlink()
-    scan_library(settings, lib, now=NOW + 1)
+    scan_library(settings, lib, now=NOW + 1, allow_mass_delete=True)  # its only file
     put(lib, "a.txt", mtime_s=5_000)  # copied back: same bytes, new mtime
 
     summary = scan_library(settings, lib, now=NOW + 2)
@@ -178,7 +178,7 @@ def test_a_deleted_file_that_reappears_changed_is_a_new_version(settings, lib):
     path = put(lib, "a.txt")
     scan_library(settings, lib, now=NOW)
     path.unlink()
-    scan_library(settings, lib, now=NOW + 1)
+    scan_library(settings, lib, now=NOW + 1, allow_mass_delete=True)  # its only file
     put(lib, "a.txt", "something else entirely\n")
 
     summary = scan_library(settings, lib, now=NOW + 2)

@@ -21,6 +21,10 @@ are inserted in batches, a few hundred per transaction, so a cold scan is about 
 deletion and a new file (the upload is de-duplicated by content later); the summary pairs
 them up by content hash.
 
+Before anything is written, the deletion guard (``guard``) counts the rows the listing would
+mark deleted and refuses a scan that would delete too many (an unmounted drive looks like an
+empty library).
+
 The catalogue belongs to one library root (``meta.library_root``, stored by the first real
 scan): tasks read files at root/path, so another root needs another ``--home``.
 """
@@ -41,8 +45,11 @@ from objlib.catalog import Catalog, lifecycle, open_catalog
 from objlib.catalog.lifecycle import DELETED, SKIPPED, NewFile
 from objlib.errors import LibraryError
 from objlib.log import get_logger
+from objlib.scan import guard
+from objlib.scan.guard import DeleteLimit
 from objlib.scan.metadata import PathMetadata, compile_patterns, parse_path
-from objlib.scan.walk import CONTENT_REASONS, Content, Entry, check_root, list_library, read_content
+from objlib.scan.walk import (CONTENT_REASONS, Content, Entry, Listing, check_root, list_library,
+                              read_content)
 from objlib.settings import Settings
 
 ROOT_KEY = "library_root"
@@ -72,6 +79,7 @@ class ScanSummary:
     skipped: Counter = field(default_factory=Counter)  # reason -> files
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new), by content
     warnings: list[str] = field(default_factory=list)
+    refused: str | None = None  # dry run: why the real scan would be refused (deletion guard)
     files: int = 0  # entries found on disk (ignored names not counted)
     read_files: int = 0
     read_bytes: int = 0
@@ -99,18 +107,22 @@ class ScanSummary:
 
 def scan_library(settings: Settings, root: str | os.PathLike, *, dry_run: bool = False,
                  progress: ProgressFn | None = None, hash_workers: int | None = None,
-                 now: float | None = None) -> ScanSummary:
+                 now: float | None = None, max_delete: int | None = None,
+                 allow_mass_delete: bool = False) -> ScanSummary:
     """Bring the catalogue up to date with the library at ``root``.
 
     ``dry_run`` computes the same summary and writes nothing (no catalogue is created).
     ``progress(bytes_read, bytes_to_read)`` is called while files are read; ``hash_workers``
     is the number of reading threads (default 4, 1 reads in this thread); ``now`` (epoch
-    seconds) stamps every row this scan writes. Raises LibraryError when the root cannot be
-    scanned or belongs to another catalogue, ConfigError for a bad metadata pattern.
+    seconds) stamps every row this scan writes. ``max_delete`` (files) or ``allow_mass_delete``
+    replace the settings' deletion limit for this scan. Raises MassDeleteRefused (writing
+    nothing) when the scan would mark too many files deleted, LibraryError when the root cannot
+    be scanned or belongs to another catalogue, ConfigError for a bad metadata pattern.
     """
     started = time.perf_counter()
     root_path = check_root(root)
     patterns = compile_patterns(tuple(settings.metadata_patterns))
+    limit = DeleteLimit.of(settings, max_delete=max_delete, allow_mass_delete=allow_mass_delete)
     summary = ScanSummary(root=str(root_path), dry_run=dry_run)
     catalog = _open_for(settings, root_path, dry_run)
     try:
@@ -118,6 +130,7 @@ def scan_library(settings: Settings, root: str | os.PathLike, *, dry_run: bool =
         listing = list_library(root_path, settings.extensions, settings.max_file_bytes)
         summary.files = len(listing.entries)
         summary.warnings += listing.warnings
+        _guard_deletions(summary, known, listing, limit)
         scan = _Scan(catalog, patterns, time.time() if now is None else now, dry_run, summary)
         to_read = [(e, known.get(e.path)) for e in listing.entries
                    if not scan.decide_by_stat(e, known.get(e.path))]
@@ -177,6 +190,40 @@ def _open_for(settings: Settings, root: Path, dry_run: bool) -> Catalog | None:
         catalog.close()
         raise
     return catalog
+
+
+def _guard_deletions(summary: ScanSummary, known: dict[str, _Known], listing: Listing,
+                     limit: DeleteLimit) -> None:
+    """Refuse, before anything is written, a scan whose listing would mark too many rows
+    deleted; a dry run only notes that the real scan would be refused."""
+    live = sum(1 for row in known.values() if row.state != DELETED)
+    present = {e.path for e in listing.entries}
+    to_delete = sum(1 for _ in _gone(known, present, listing.unlisted_dirs))
+    reason = guard.refusal(limit, live=live, to_delete=to_delete,
+                           root_empty=not listing.entries)
+    if reason is None:
+        return
+    if summary.dry_run:
+        summary.refused = reason
+        summary.warnings.append(f"the real scan would be refused: {reason}; if you really "
+                                f"deleted them: {guard.confirm_hint(summary.root, to_delete)}")
+        return
+    raise guard.refused(reason, summary.root, live=live, to_delete=to_delete)
+
+
+def _gone(known: dict[str, _Known], present: set[str],
+          unlisted_dirs: list[str]) -> Iterator[tuple[str, _Known]]:
+    """Rows whose file is gone (not below a folder that could not be listed: its files may
+    well be there)."""
+    if "" in unlisted_dirs:
+        return
+    hidden = tuple(f"{d}/" for d in unlisted_dirs if d)
+    for path, row in known.items():
+        if path in present or row.state == DELETED:
+            continue
+        if hidden and path.startswith(hidden):
+            continue
+        yield path, row
 
 
 def _known_rows(catalog: Catalog | None) -> dict[str, _Known]:
@@ -261,15 +308,8 @@ class _Scan:
 
     def remove_gone(self, known: dict[str, _Known], present: set[str],
                     unlisted_dirs: list[str]) -> None:
-        """Rows whose file is gone become deleted (not below a folder that could not be
-        listed: its files may well be there)."""
-        hidden = tuple(f"{d}/" for d in unlisted_dirs if d)
-        everything_hidden = "" in unlisted_dirs
-        for path, row in known.items():
-            if path in present or row.state == DELETED:
-                continue
-            if everything_hidden or (hidden and path.startswith(hidden)):
-                continue
+        """Rows whose file is gone become deleted."""
+        for path, row in _gone(known, present, unlisted_dirs):
             self.summary.deleted += 1
             self._write(lifecycle.mark_deleted, row.id, self.now)
             renamed_to = self._new_by_hash.get(row.content_hash or "")

@@ -79,7 +79,11 @@ class Listing:
 
 
 def check_root(root: str | os.PathLike) -> Path:
-    """The library root, absolute and resolved; LibraryError when it cannot be scanned."""
+    """The library root, absolute and resolved; LibraryError when it cannot be scanned. An
+    empty name is refused: Path("") is the current folder, never what the user meant."""
+    if not os.fspath(root).strip():
+        raise LibraryError("the library folder name is empty; give the library folder, "
+                           "e.g. objlib scan ~/library")
     path = Path(root).expanduser()
     if not path.exists():
         raise LibraryError(f"library folder {path} does not exist")
