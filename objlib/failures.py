@@ -8,8 +8,7 @@
 A failure is final: the row stays ``failed`` until a human acts. The hint for each class says
 how: most classes only need ``objlib enqueue --retry-failed``; a file that changed, vanished or
 stopped being an uploadable file under the worker needs ``objlib scan`` first, so the catalogue
-learns its new content (or that
-it is gone) before anything is retried.
+learns its new content (or that it is gone, or why it is skipped) before anything is retried.
 """
 
 from __future__ import annotations
