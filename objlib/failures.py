@@ -6,9 +6,9 @@
     skipped_report(settings).to_json()
 
 A failure is final: the row stays ``failed`` until a human acts. The hint for each class says
-how: most classes only need ``objlib enqueue --retry-failed``; a file that changed or vanished
-under the worker needs ``objlib scan`` first, so the catalogue learns its new content (or that
-it is gone) before anything is retried.
+how: most classes only need ``objlib enqueue --retry-failed``; a file that changed, vanished or
+stopped being an uploadable file under the worker needs ``objlib scan`` first, so the catalogue
+learns its new content (or that it is gone, or why it is skipped) before anything is retried.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ _BEFORE_RETRY = {
     "changed": "the file changed while it was uploaded: `objlib scan {root}` first",
     "vanished": "the file is gone: `objlib scan {root}` first (it becomes deleted)",
     "unreadable": "make the file readable, then `objlib scan {root}`",
+    "ineligible": ("the path is no longer a file objlib uploads (not a regular file, over "
+                   "max_file_bytes, or a symlink out of the library): `objlib scan {root}` "
+                   "records it as skipped with the reason"),
     "permanent": "the API refused it: read the message and fix the file or the settings",
     "config": "fix the configuration (GEMINI_API_KEY, the store) first",
 }

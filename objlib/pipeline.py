@@ -12,7 +12,6 @@ Every remote id is written to the catalogue the moment it is known (DESIGN invar
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import os
 import random
@@ -30,6 +29,7 @@ from objlib.errors import StoreLost
 from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient
 from objlib.log import get_logger
+from objlib.scan.source import Refused, Source, SourceChanged, open_source
 from objlib.settings import Settings
 from objlib.throttle import CONTINUE_AHEAD_S, RESERVE_AHEAD_S, Deferred, Throttle
 
@@ -221,14 +221,9 @@ def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
         except Gone:
             raw = None  # expired (48 h) or deleted: upload again
     if raw is None:
-        data = _read_checked(ctx, row)
-        if data is None:
+        raw = _upload_checked(ctx, row, task_id, step)
+        if raw is None:
             return None
-        raw = ctx.gemini.upload_file(
-            data, file_id=gm.raw_file_id(row.content_hash),
-            display_name=gm.display_name(Path(row.path).name), mime_type=_mime_type(row.path))
-        lc.record_remote_file(cat, row.id, row.version, task_id, raw.name)
-        step.log.info("uploaded", remote_file=raw.name, size=len(data), state=raw.state)
     if raw.state == "ACTIVE":
         return raw
     if raw.state == "FAILED":
@@ -242,31 +237,44 @@ def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
                    f"raw file {raw.state}")
 
 
-def _read_checked(ctx: Context, row: lc.FileRow) -> bytes | None:
-    """The file's bytes, if it still has the content the scan saw; otherwise the row says
-    why (changed / vanished) and None is returned."""
-    path = _library_path(ctx, row)
-    now = ctx.clock()
+def _upload_checked(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
+    """Upload the file if it is still the regular file, within the size limit and with the
+    content the scan saw, streaming it from the descriptor that was checked (see
+    ``objlib.scan.source``); None (the row failed with the reason) otherwise. Bytes that
+    stopped matching during the upload leave no raw file behind."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        lc.mark_failed(ctx.catalog, row.id, row.version, "vanished",
-                       f"{row.path} vanished since the scan; run `objlib scan`", now)
-        return None
-    except OSError as exc:
-        lc.mark_failed(ctx.catalog, row.id, row.version, "unreadable",
-                       f"cannot read {row.path}: {exc.strerror or exc}", now)
-        return None
-    if hashlib.sha256(data).hexdigest() != row.content_hash:
-        lc.mark_failed(ctx.catalog, row.id, row.version, "changed",
-                       f"{row.path} changed since the scan; run `objlib scan` to pick up "
-                       "the new version", now)
-        return None
-    return data
+        with _open_checked(ctx, row) as source:
+            reader = source.reader()
+            raw = ctx.gemini.upload_file(
+                reader, file_id=gm.raw_file_id(row.content_hash),
+                display_name=gm.display_name(Path(row.path).name),
+                mime_type=_mime_type(row.path))
+            if reader.sent_anything and not reader.matches(row.content_hash):
+                ctx.gemini.delete_file(raw.name)
+                raise Refused("changed", f"{row.path} changed while it was uploaded (the raw "
+                              "file was deleted); run `objlib scan` to pick up the new version")
+    except SourceChanged as exc:  # it shrank mid-upload: the SDK never finalized it
+        return _refused(ctx, row, step, Refused("changed", f"{row.path} changed while it "
+                                                f"was uploaded: {exc}; run `objlib scan`"))
+    except Refused as refusal:
+        return _refused(ctx, row, step, refusal)
+    lc.record_remote_file(ctx.catalog, row.id, row.version, task_id, raw.name)
+    step.log.info("uploaded", remote_file=raw.name, size=source.size, state=raw.state,
+                  sent=reader.sent_anything)
+    return raw
 
 
-def _library_path(ctx: Context, row: lc.FileRow) -> Path:
-    return Path(ctx.catalog.get_meta("library_root") or ".") / row.path
+def _open_checked(ctx: Context, row: lc.FileRow) -> Source:
+    """The row's file, open and checked against the scan (raises ``Refused``)."""
+    return open_source(ctx.catalog.get_meta("library_root") or ".", row.path, size=row.size,
+                       content_hash=row.content_hash, max_bytes=ctx.settings.max_file_bytes)
+
+
+def _refused(ctx: Context, row: lc.FileRow, step: _Step, refusal: Refused) -> None:
+    lc.mark_failed(ctx.catalog, row.id, row.version, refusal.error_class, str(refusal),
+                   ctx.clock())
+    step.log.warning("failed", error_class=refusal.error_class, error=str(refusal))
+    return None
 
 
 def _mime_type(path: str) -> str:

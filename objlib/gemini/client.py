@@ -161,18 +161,19 @@ class GeminiClient:
 
     # --- raw files --------------------------------------------------------------------------
 
-    def upload_file(self, source: str | os.PathLike | bytes, *, file_id: str, display_name: str,
-                    mime_type: str = "text/plain") -> RawFile:
-        """Upload ``source`` (a path, or the bytes themselves) as ``files/<file_id>``,
-        idempotently: an existing raw file of that name (not FAILED, same size) is reused
-        without uploading; a FAILED one is replaced.
+    def upload_file(self, source: str | os.PathLike | bytes | io.IOBase, *, file_id: str,
+                    display_name: str, mime_type: str = "text/plain") -> RawFile:
+        """Upload ``source`` as ``files/<file_id>``, idempotently: an existing raw file of
+        that name (not FAILED, same size) is reused without uploading; a FAILED one is
+        replaced; a 409 (another worker won the race) returns the winner's file.
 
-        Bytes are the safer source: the SDK sends a path's base name as an HTTP header, which
-        fails for names with leading spaces or non-ASCII characters, and the bytes uploaded
-        are exactly the bytes the caller checked."""
+        ``source`` is a path, bytes, or a seekable binary file object, which the SDK streams
+        from in 8 MiB chunks (``UPLOAD_CHUNK_BYTES``): its size is found by seeking to the end
+        and it is read once, in order, from where it stands. Prefer bytes or a file object:
+        for a path the SDK sends the base name in an HTTP header, which fails for names with
+        leading spaces or non-ASCII characters; a file object sends no name."""
         name = _file_name(file_id)
-        # a vanished local file raises OSError before any request
-        size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+        size = _source_size(source)  # a vanished local file raises OSError before any request
         existing = self._reusable_file(name, size)
         if existing is not None:
             return existing
@@ -180,7 +181,7 @@ class GeminiClient:
                   "mime_type": mime_type}
 
         def upload(client):
-            file = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+            file = io.BytesIO(source) if isinstance(source, bytes) else source
             return client.files.upload(file=file, config=config)
 
         try:
@@ -288,8 +289,8 @@ class GeminiClient:
         started = time.monotonic()
         try:
             result = request(self._sdk())
-        except OSError:  # the local file, not the API (transport errors are no OSError)
-            self._responded(call, None, started)
+        except OSError:  # the local file, not the API (transport errors are no OSError):
+            log.debug("gemini.local_file_error", call=call)  # nothing for the breaker
             raise
         except Exception as exc:
             self._responded(call, status_of(exc), started)
@@ -332,6 +333,18 @@ class GeminiClient:
         except Gone:
             return False
         return True
+
+
+def _source_size(source) -> int:
+    """Bytes an upload of ``source`` sends (a file object: from where it stands to its end)."""
+    if isinstance(source, bytes):
+        return len(source)
+    if isinstance(source, io.IOBase):
+        start = source.tell()
+        size = source.seek(0, os.SEEK_END) - start
+        source.seek(start)
+        return size
+    return os.path.getsize(source)
 
 
 def upload_cost(size_bytes: int) -> int:

@@ -170,8 +170,7 @@ def _classify(child: os.DirEntry, rel: str, root_real: str, ancestors: frozenset
             reason = SYMLINK_LOOP if exc.errno == errno.ELOOP else SYMLINK_BROKEN
             entries.append(Entry(rel, child.path, None, lst.st_mtime_ns, reason))
             return None
-        target = os.path.realpath(child.path)
-        if not (target == root_real or target.startswith(root_real + os.sep)):
+        if not is_inside(root_real, os.path.realpath(child.path)):
             entries.append(Entry(rel, child.path, None, lst.st_mtime_ns, SYMLINK_OUTSIDE))
             return None
     else:
@@ -188,6 +187,12 @@ def _classify(child: os.DirEntry, rel: str, root_real: str, ancestors: frozenset
     reason = stat_reason(child.name, st.st_size, extensions, max_file_bytes)
     entries.append(Entry(rel, child.path, st.st_size, st.st_mtime_ns, reason))
     return None
+
+
+def is_inside(root_real: str, target_real: str) -> bool:
+    """The rule for symlinks: followed only if their resolved target is the library root or
+    below it (both paths resolved). The worker applies it again when it opens a file."""
+    return target_real == root_real or target_real.startswith(root_real + os.sep)
 
 
 def _storable(text: str) -> bool:
