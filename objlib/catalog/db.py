@@ -195,8 +195,12 @@ def _refuse_foreign(conn: sqlite3.Connection, path: Path, version: int) -> None:
             f"{SCHEMA_VERSION}); upgrade objlib — the database was not touched")
 
 
-_CORRUPT = ("malformed", "not a database", "disk image")
+_CORRUPT = ("malformed", "not a database", "disk image", "Could not decode")
 _NO_ACCESS = ("readonly", "read-only", "unable to open", "permission")
+
+
+def _is_lock(exc: sqlite3.DatabaseError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def database_error(exc: sqlite3.DatabaseError, path: Path | str,
@@ -204,7 +208,7 @@ def database_error(exc: sqlite3.DatabaseError, path: Path | str,
     """The one translation of a SQLite error met on the catalogue into what the user can do:
     wait (locked), fix permissions (nothing lost), or restore a damaged file."""
     text = str(exc)
-    if "locked" in text or "busy" in text:
+    if _is_lock(exc):
         return CatalogError(f"{path} is locked by another writer for more than "
                             f"{busy_timeout_s:g} s; is another objlib command stuck? "
                             "Nothing was changed; try again when it is done")
@@ -221,15 +225,16 @@ def database_error(exc: sqlite3.DatabaseError, path: Path | str,
 
 
 def quick_check(path: Path | str) -> str:
-    """The first line of ``PRAGMA quick_check`` through a fresh read-only connection (only
+    """The first finding of ``PRAGMA quick_check``, through a fresh read-only connection (only
     on the error path: it reads the whole file)."""
     try:
         with closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro",
                                      uri=True, timeout=1.0)) as conn:
-            row = conn.execute("PRAGMA quick_check").fetchone()
+            report = "\n".join(r[0] for r in conn.execute("PRAGMA quick_check"))
     except sqlite3.DatabaseError as exc:
-        return f"cannot run it: {exc}"
-    return row[0].splitlines()[0] if row else "no answer"
+        return f"fails too, {exc}"
+    findings = [line for line in report.splitlines() if not line.startswith("*** in database")]
+    return findings[0] if findings else "no finding"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -294,7 +299,7 @@ class Catalog:
         so the next use opens a fresh one (a read-only file opened before its permission was
         fixed stays read-only for the connection's whole life)."""
         error = database_error(exc, self.path, self.busy_timeout_s)
-        if not ("locked" in str(exc) or "busy" in str(exc)):
+        if not _is_lock(exc):
             self._drop_connection()
         return error
 
