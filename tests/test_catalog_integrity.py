@@ -228,3 +228,15 @@ def test_a_task_that_meets_a_read_only_catalogue_is_rescheduled_and_finishes_lat
         if file_states(settings) == {"indexed": 1}:
             break
     assert file_states(settings) == {"indexed": 1}
+
+
+def test_a_periodic_task_that_meets_an_unusable_catalogue_logs_and_carries_on(
+        settings, monkeypatch, capsys):
+    from objlib import log, tasks
+
+    log.configure(json=True)
+    monkeypatch.setattr(tasks, "_catalog", None)
+    settings.library_db.write_bytes(b"")
+    tasks.recover_stuck.call_local()  # would raise (a traceback in the consumer log)
+    assert "is empty (0 bytes)" in capsys.readouterr().err
+    assert settings.library_db.read_bytes() == b""
