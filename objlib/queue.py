@@ -44,7 +44,10 @@ def bind(settings: Settings):
 
 @contextmanager
 def queue_errors(settings: Settings):
-    """huey's SQLite errors as a clear QueueError (the catalogue keeps everything needed)."""
+    """huey's SQLite errors as a clear QueueError (the catalogue keeps everything needed).
+    Only huey's: the catalogue's own errors arrive here already as CatalogError (Catalog
+    translates every SQLite error it meets), so a damaged library.db is never blamed on
+    queue.db."""
     path = settings.queue_db
     try:
         yield

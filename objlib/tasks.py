@@ -10,28 +10,99 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import threading
 
 import structlog
 from huey import SqliteHuey, crontab
 from huey.exceptions import RetryTask
 from huey.signals import SIGNAL_EXECUTING
+from huey.storage import SqliteStorage
 
 from objlib import log
 from objlib import pipeline
 from objlib.catalog import Catalog, open_catalog
-from objlib.errors import ConfigError
+from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
 from objlib.settings import Settings
 from objlib.throttle import Deferred
 
-_settings = Settings.load().ensure_home()
-huey = SqliteHuey("objlib", filename=str(_settings.queue_db), results=False,
-                  timeout=_settings.busy_timeout_s)
+
+class _QueueStorage(SqliteStorage):
+    """huey's SQLite storage, touching no file until it is used: the tables are made with
+    the first connection (huey makes them in ``__init__``), and without a file name it takes
+    the queue of the home in force at that moment."""
+
+    def __init__(self, name: str = "objlib", filename: str | None = None, **kwargs):
+        super().__init__(name, filename=filename, create_tables=False, **kwargs)
+
+    def _create_connection(self) -> sqlite3.Connection:
+        if self.filename is None:
+            settings = Settings.load()
+            self.filename, self._timeout = str(settings.queue_db), settings.busy_timeout_s
+        conn = super()._create_connection()
+        try:
+            conn.execute(self.begin_sql)
+            for statement in self.ddl:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+class _Huey(SqliteHuey):
+    """objlib's queue. Importing this module creates nothing; ``huey_consumer`` (through
+    ``create_consumer``) first checks the home it would serve and refuses to start with one
+    line, not a traceback, when that home cannot be served."""
+
+    storage_class = _QueueStorage
+
+    def create_consumer(self, **options):
+        try:
+            settings = Settings.load()
+            check_home(settings)
+        except ObjlibError as err:
+            raise SystemExit(f"objlib: the consumer cannot start: {err}") from None
+        if not structlog.is_configured():
+            log.configure(json=True)
+        log.get_logger("objlib.worker").info("consumer serving", home=str(settings.home),
+                                             pid=os.getpid())
+        return super().create_consumer(**options)
+
+
+def check_home(settings: Settings) -> None:
+    """The home a consumer serves is a folder it can write, with a catalogue made by
+    ``objlib scan`` and a usable queue; otherwise an ObjlibError saying what to do."""
+    from objlib.queue import bind, queue_errors
+
+    home = settings.home
+    where = ("from OBJLIB_HOME" if os.environ.get("OBJLIB_HOME")
+             else "the default ./data: OBJLIB_HOME is not set")
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"{home} is not a folder ({where}); set OBJLIB_HOME to the folder "
+                          "that holds library.db")
+    if home.is_dir() and not os.access(home, os.R_OK | os.W_OK | os.X_OK):
+        raise ConfigError(f"{home} is a folder this user cannot write ({where}); fix its "
+                          "permissions or run the consumer as its owner")
+    if not settings.library_db.is_file():
+        raise CatalogError(f"no catalogue in {home} ({where}): start the consumer with "
+                           "OBJLIB_HOME=/path/to/the/home that `objlib scan` used (or run "
+                           "`objlib scan LIBRARY` there first)")
+    open_catalog(settings).close()
+    with queue_errors(settings):
+        row = bind(settings).huey.storage.sql("PRAGMA quick_check", results=True)
+        if row[0][0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {row[0][0]}")
+
+
+huey = _Huey("objlib", results=False)
 
 _lock = threading.Lock()
 _context: tuple[int, pipeline.Context] | None = None
 _catalog: tuple[int, Catalog] | None = None
 _MISSING_KEY_RETRY_S = 60.0
+_OPERATOR_RETRY_S = 30.0  # a catalogue or queue that cannot be used: look again this often
 
 
 def context() -> pipeline.Context:
@@ -76,6 +147,29 @@ def _rescheduling(fn):
             log.get_logger("objlib.worker").error("cannot work: fix the setting and restart",
                                                    error=str(err))
             raise RetryTask(str(err), delay=_MISSING_KEY_RETRY_S) from None
+        except (CatalogError, QueueError) as err:
+            # a read-only, locked, damaged or missing database is the operator's to fix, not
+            # the file's: nothing is failed, and the task tries again (on a fresh connection)
+            # until the fix is in
+            log.get_logger("objlib.worker").error("cannot work: the database cannot be used",
+                                                   error=str(err), retry_in_s=_OPERATOR_RETRY_S)
+            raise RetryTask(str(err), delay=_OPERATOR_RETRY_S) from None
+
+    return wrapper
+
+
+def _reporting(fn):
+    """A periodic task that meets a database it cannot use says so in one line (no
+    traceback); it runs again a minute later anyway."""
+
+    @functools.wraps(fn)
+    def wrapper():
+        try:
+            return fn()
+        except (CatalogError, QueueError) as err:
+            log.get_logger("objlib.worker").error("skipped: the database cannot be used",
+                                                   task=fn.__name__, error=str(err))
+            return None
 
     return wrapper
 
@@ -137,6 +231,7 @@ def settle_superseded(superseded_id: int, task=None):
 
 
 @huey.periodic_task(crontab(minute="*"), name="recover_stuck")
+@_reporting
 def recover_stuck():
     """Once a minute (on the consumer that runs periodic tasks): resume rows whose task was
     lost with a killed worker, and re-send lost document removals."""
@@ -162,6 +257,7 @@ _started = False
 
 
 @huey.periodic_task(crontab(minute="*"), name="reconcile_store")
+@_reporting
 def reconcile_store():
     """Off by default: with ``reconcile_every_minutes = N`` in config.toml, the consumer that
     runs periodic tasks reconciles the store with the catalogue (and fixes drift) every N

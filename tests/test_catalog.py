@@ -4,6 +4,7 @@ functions the scan relies on."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -29,7 +30,9 @@ def test_a_fresh_catalogue_is_created_at_the_current_schema_version(settings):
 
 def test_an_empty_database_at_version_0_is_migrated(tmp_path):
     path = tmp_path / "library.db"
-    sqlite3.connect(path).close()  # a file SQLite made: version 0, no tables
+    with closing(sqlite3.connect(path)) as conn:  # SQLite wrote its header: version 0, no tables
+        conn.execute("VACUUM")
+    assert path.stat().st_size > 0  # (a 0-byte file is refused: test_catalog_integrity.py)
 
     conn = connect(path)
 
@@ -49,6 +52,7 @@ def test_reopening_a_current_catalogue_changes_nothing(tmp_path):
 def test_a_catalogue_from_a_newer_objlib_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "library.db"
     with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE files(x)")
         conn.execute("CREATE TABLE future(x)")
         conn.execute("PRAGMA user_version=99")
     conn.close()

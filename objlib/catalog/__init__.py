@@ -6,7 +6,8 @@ __all__ = ["Catalog", "connect", "transaction", "open_catalog"]
 
 
 def open_catalog(settings) -> Catalog:
-    """The catalogue under settings.home, opened (and migrated) eagerly so errors show early."""
-    catalog = Catalog(settings.ensure_home().library_db, settings.busy_timeout_s)
+    """The catalogue under settings.home, opened (and migrated) eagerly so errors show early
+    (connect() creates the home folder if needed, and refuses a file that is not ours)."""
+    catalog = Catalog(settings.library_db, settings.busy_timeout_s)
     catalog.conn
     return catalog

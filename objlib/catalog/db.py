@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -173,35 +173,96 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def connect(path: str | Path, *, migrate: bool = True,
             busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """Open the catalogue (creating it if missing), in WAL mode, migrated to this version.
+    A file that is there but is not an objlib catalogue (empty, another program's SQLite) is
+    refused untouched: adopting it as a new catalogue would upload the whole library again.
     A writer that holds the file longer than ``busy_timeout_s`` gives a clear CatalogError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CatalogError(f"{path} is empty (0 bytes), so it is not a catalogue: it was "
+                           "truncated or never written. Restore a copy, or move it away if "
+                           "you mean to start a new catalogue; it was not touched")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CatalogError(f"cannot keep a catalogue in {path.parent} ({exc.strerror}): it "
+                           "must be a folder you can write to; point --home / OBJLIB_HOME at "
+                           "one") from exc
+    conn = None
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         conn.row_factory = sqlite3.Row
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise CatalogError(f"{path} is not a usable objlib catalogue ({exc}); "
-                           "move it away or point --home at another folder") from exc
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise CatalogError(
-            f"{path} was written by a newer objlib (schema {version}, this one knows "
-            f"{SCHEMA_VERSION}); upgrade objlib — the database was not touched")
-    try:
+        _refuse_foreign(conn, path, version)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         if migrate and version < SCHEMA_VERSION:
             _migrate(conn)
-    except sqlite3.OperationalError as exc:
-        conn.close()
-        raise locked_or(exc, path, busy_timeout_s) from exc
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise CatalogError(f"{path} is corrupt ({exc}); move it away or restore a copy") from exc
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise database_error(exc, path, busy_timeout_s) from exc
+        raise
     return conn
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Only a new database (version 0, no tables) or one of ours (``files`` at version > 0)
+    may be opened; a newer objlib's is refused before anything is written."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if (version == 0 and tables) or (version > 0 and "files" not in tables):
+        raise CatalogError(
+            f"{path} is a SQLite database but not an objlib catalogue (user_version {version}, "
+            f"tables: {', '.join(sorted(tables)) or 'none'}); it was not touched. Move it away "
+            "or point --home / OBJLIB_HOME at another folder")
+    if version > SCHEMA_VERSION:
+        raise CatalogError(
+            f"{path} was written by a newer objlib (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade objlib — the database was not touched")
+
+
+_CORRUPT = ("malformed", "not a database", "disk image", "Could not decode")
+_NO_ACCESS = ("readonly", "read-only", "unable to open", "permission")
+
+
+def _is_lock(exc: sqlite3.DatabaseError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def database_error(exc: sqlite3.DatabaseError, path: Path | str,
+                   busy_timeout_s: float = BUSY_TIMEOUT_S) -> CatalogError:
+    """The one translation of a SQLite error met on the catalogue into what the user can do:
+    wait (locked), fix permissions (nothing lost), or restore a damaged file."""
+    text = str(exc)
+    if _is_lock(exc):
+        return CatalogError(f"{path} is locked by another writer for more than "
+                            f"{busy_timeout_s:g} s; is another objlib command stuck? "
+                            "Nothing was changed; try again when it is done")
+    if any(word in text for word in _NO_ACCESS):
+        return CatalogError(f"{path} cannot be written or opened ({text}): check the "
+                            f"permissions of the file and of its folder {Path(path).parent}; "
+                            "nothing was lost")
+    if any(word in text for word in _CORRUPT):
+        return CatalogError(f"{path} is corrupt ({text}; quick_check: {quick_check(path)}). "
+                            "Nothing more was written to it: restore it from a backup (or "
+                            f"salvage its rows with `sqlite3 {path} .recover`), or move it away")
+    return CatalogError(f"{path} cannot be used as the objlib catalogue ({text}); move it "
+                        "away or restore a copy")
+
+
+def quick_check(path: Path | str) -> str:
+    """The first finding of ``PRAGMA quick_check``, through a fresh read-only connection (only
+    on the error path: it reads the whole file)."""
+    try:
+        with closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro",
+                                     uri=True, timeout=1.0)) as conn:
+            report = "\n".join(r[0] for r in conn.execute("PRAGMA quick_check"))
+    except sqlite3.DatabaseError as exc:
+        return f"fails too, {exc}"
+    findings = [line for line in report.splitlines() if not line.startswith("*** in database")]
+    return findings[0] if findings else "no finding"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -221,19 +282,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite itself rolls back on some errors (corrupt, I/O)
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def locked_or(exc: sqlite3.OperationalError, path: Path | str,
-              busy_timeout_s: float = BUSY_TIMEOUT_S) -> Exception:
-    """A clear CatalogError for 'database is locked', the original error otherwise."""
-    if "locked" in str(exc) or "busy" in str(exc):
-        return CatalogError(f"{path} is locked by another writer for more than "
-                            f"{busy_timeout_s:g} s; is another objlib command stuck? "
-                            "Nothing was changed; try again when it is done")
-    return exc
 
 
 class Catalog:
@@ -261,14 +313,32 @@ class Catalog:
         try:
             with transaction(self.conn) as conn:
                 yield conn
-        except sqlite3.OperationalError as exc:
-            raise locked_or(exc, self.path, self.busy_timeout_s) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from exc
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise locked_or(exc, self.path, self.busy_timeout_s) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: sqlite3.DatabaseError) -> CatalogError:
+        """The error for the user; unless it was a lock, this thread's connection is dropped
+        so the next use opens a fresh one (a read-only file opened before its permission was
+        fixed stays read-only for the connection's whole life)."""
+        error = database_error(exc, self.path, self.busy_timeout_s)
+        if not _is_lock(exc):
+            self._drop_connection()
+        return error
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            conn.close()
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.query("SELECT value FROM meta WHERE key=?", (key,))
