@@ -272,7 +272,7 @@ def _with_retries(settings: Settings, call, attempts: int = 6):
         try:
             return call()
         except GeminiError as err:
-            if err.kind not in ("rate_limited", "transient") or attempt == attempts:
+            if err.kind not in ("rate_limited", "transient", "unavailable") or attempt == attempts:
                 raise
             delay = err.retry_after_s or settings.backoff_base_s * 2 ** (attempt - 1)
             log.warning("retrying", error=str(err), delay_s=delay, attempt=attempt)

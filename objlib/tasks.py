@@ -31,7 +31,6 @@ huey = SqliteHuey("objlib", filename=str(_settings.queue_db), results=False,
 _lock = threading.Lock()
 _context: tuple[int, pipeline.Context] | None = None
 _catalog: tuple[int, Catalog] | None = None
-_MISSING_KEY_RETRY_S = 60.0
 
 
 def context() -> pipeline.Context:
@@ -70,12 +69,12 @@ def _rescheduling(fn):
             task.priority = max(task.priority or 0, _AHEAD)
             raise RetryTask(str(d), delay=max(d.delay_s, 0.0)) from None
         except ConfigError as err:
-            # e.g. no GEMINI_API_KEY in the workers' environment: an operator's fix, not the
-            # file's fault. Nothing is failed; the work waits until the consumer is restarted
-            # with the setting right.
+            # e.g. no GEMINI_API_KEY in the workers' environment, or a key the service
+            # refused: an operator's fix, not the file's fault. Nothing is failed; the work
+            # waits until the consumer is restarted with the setting right.
             log.get_logger("objlib.worker").error("cannot work: fix the setting and restart",
                                                    error=str(err))
-            raise RetryTask(str(err), delay=_MISSING_KEY_RETRY_S) from None
+            raise RetryTask(str(err), delay=pipeline.CONFIG_RETRY_S) from None
 
     return wrapper
 
