@@ -16,7 +16,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from conftest import file_states, wait_for, write_library
+from conftest import Consumer, file_states, wait_for, write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
@@ -260,14 +260,16 @@ def test_enqueue_with_a_key_with_a_newline_says_so_without_the_key(settings, lib
 
 # ------------------------------------------------------------------ real consumers
 
-FAST_PAUSES = """
+FAST_BREAKER = """
+breaker_cooldown_s = 0.5
+breaker_max_cooldown_s = 2.0
+"""
+FAST_PAUSES = FAST_BREAKER + """
 max_attempts = 1
 backoff_base_s = 0.2
 backoff_max_s = 1.0
 breaker_window_s = 5.0
 breaker_min_429 = 10
-breaker_cooldown_s = 0.5
-breaker_max_cooldown_s = 2.0
 """
 
 
@@ -349,18 +351,29 @@ def test_neither_a_refused_nor_a_used_key_is_found_anywhere_after_a_full_run(
     write_library(library, 12)
     scan_library(settings, library)
     outputs = []
-    # A key with a newline: refused at load, by the CLI and by a consumer, unechoed
+    # A key with a newline: refused at load, by the CLI and by a consumer, unechoed (the
+    # consumer works a second catalogue, so that its waiting tasks do not hold up this one)
     refused = run("enqueue", GEMINI_API_KEY=newline_key)
     assert refused.exit_code == 1 and "whitespace" in refused.output
     outputs.append(refused.output)
-    broken = consumers(workers=2, env={"GEMINI_API_KEY": newline_key})
-    wait_for(lambda: "GEMINI_API_KEY has whitespace" in broken.log(), 30, what="the refusal")
-    broken.stop()
+    other_home = tmp_path / "other-home"
+    other = {"OBJLIB_HOME": str(other_home)}  # (restored after each run)
+    assert run("scan", str(library), **other).exit_code == 0
+    assert run("enqueue", GEMINI_API_KEY=used_key, **other).exit_code == 0
+    broken = Consumer(other_home, tmp_path / "broken.log", 2, (), {
+        "GOOGLE_GEMINI_BASE_URL": emulator.base_url, "GEMINI_API_KEY": newline_key})
+    try:
+        wait_for(lambda: "GEMINI_API_KEY has whitespace" in broken.log(), 30,
+                 what="the refusal")
+    finally:
+        broken.stop()
+    assert file_states(Settings.load(other_home)) == {"queued": 12}
     # A full run with a recognisable key, through an outage and 429s
     monkeypatch.setenv("GEMINI_API_KEY", used_key)
     result = run("enqueue")
     assert result.exit_code == 0, result.output
     outputs.append(result.output)
+    (home / "config.toml").write_text(FAST_BREAKER)
     emulator.configure(faults={"unavailable": 0.2, "rate_limit": 0.1})
     consumer = consumers(workers=4, env={"GEMINI_API_KEY": used_key,
                                          "OBJLIB_BACKOFF_BASE_S": "0.2"})
@@ -370,7 +383,8 @@ def test_neither_a_refused_nor_a_used_key_is_found_anywhere_after_a_full_run(
                 run("reconcile").output]
     # Then no spelling of either key is in any file of the home, any log or any output
     leaks = spellings(newline_key) | spellings(used_key)
-    files = [p for p in home.iterdir() if p.is_file()] + [broken.log_path, consumer.log_path]
+    files = [p for folder in (home, other_home) for p in folder.iterdir() if p.is_file()]
+    files += [broken.log_path, consumer.log_path]
     assert any(p.name == "library.db" for p in files) and any(p.name == "queue.db" for p in files)
     for path in files:
         data = path.read_bytes()
