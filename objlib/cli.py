@@ -122,8 +122,10 @@ def worker(ctx, workers, worker_type, no_periodic):
               "probability RATE: rate_limit, unavailable, create_failed, never_done, index_failed.")
 @click.option("--rpm", type=click.IntRange(min=0), help="Calls allowed per sliding minute.")
 @click.option("--seed", type=int, help="Seed for ids, jitter and faults (reproducible runs).")
+@click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
+              help="Accept only this key (repeatable); others get the real 400 API_KEY_INVALID.")
 @_fail_cleanly
-def emulator(host, port, profile, latency, fault, rpm, seed):
+def emulator(host, port, profile, latency, fault, rpm, seed, api_keys):
     """Serve a local Gemini File Search emulator until Ctrl+C.
 
     \b
@@ -134,6 +136,7 @@ def emulator(host, port, profile, latency, fault, rpm, seed):
 
     try:
         emu = Emulator(host=host, port=port, profile=profile, rpm=rpm, seed=seed,
+                       api_keys=api_keys or None,
                        latency=parse_knobs(latency, LATENCY_STEPS, "--latency"),
                        faults=parse_knobs(fault, FAULT_KINDS, "--fault"))
         emu.start()

@@ -25,9 +25,9 @@ from typing import Callable
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
 from objlib.gemini import metadata as gm
-from objlib.errors import StoreLost
+from objlib.errors import ConfigError, StoreLost
+from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient, Unavailable
 from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
-from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient
 from objlib.log import get_logger
 from objlib.scan.source import Refused, Source, SourceChanged, open_source
 from objlib.settings import Settings
@@ -36,6 +36,9 @@ from objlib.throttle import CONTINUE_AHEAD_S, RESERVE_AHEAD_S, Deferred, Throttl
 log = get_logger("objlib.worker")
 
 MAX_RATE_LIMITED = 50  # 429s one version may meet before it is failed
+PAUSE_WINDOW_S = 3600.0  # a paused row's backoff grows with its pauses in this window
+CONFIG_RETRY_S = 60.0  # a refused key: the step comes back this much later (tasks.py)
+_MAX_DOUBLINGS = 16    # backoff exponent bound (backoff_max_s caps the delay long before)
 _GRACE_S = 30.0        # lease slack beyond a re-schedule delay (scheduler and queue lag)
 _holder = threading.local()  # which task is calling (for the rate limiter's reservations)
 
@@ -305,10 +308,26 @@ def check_store(ctx: Context) -> None:
 
 
 def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step) -> None:
-    """Classified errors: 429 and transient ones re-schedule with backoff (raising Deferred)
-    until their bound; anything else fails the row with its class and message."""
+    """Classified errors. Pauses first: while the service is away (unavailable) the step
+    re-schedules with backoff (raising Deferred), and a refused key is raised on for the task
+    to wait out; neither spends the file's attempts nor fails it, however long it lasts. 429
+    and transient errors re-schedule with backoff until their bound; anything else fails the
+    row with its class and message."""
     cat, now = ctx.catalog, ctx.clock()
     message = str(err)
+    if isinstance(err, (Unavailable, ConfigError)):
+        pauses = lc.record_pause(cat, row.id, row.version, err.kind, message, now,
+                                 PAUSE_WINDOW_S)
+        if isinstance(err, ConfigError):  # the task logs it and comes back (tasks.py)
+            lc.hold(cat, row.id, row.version, now + CONFIG_RETRY_S + _GRACE_S)
+            raise err
+        if pauses is None:
+            return  # the row moved on meanwhile: nothing to wait for
+        delay = err.retry_after_s or ctx.backoff_s(min(pauses, _MAX_DOUBLINGS))
+        lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
+        step.log.warning("service unavailable; paused", error=message,
+                         delay_s=round(delay, 2), pauses=pauses)
+        raise Deferred(delay, "service unavailable")
     if isinstance(err, RateLimited):
         count = lc.record_attempt(cat, row.id, row.version, err.kind, message, now,
                                   rate_limited=True)
@@ -508,7 +527,14 @@ def remove_document(ctx: Context, removal_id: int, task_id: str) -> None:
         except Deferred:
             raise
         except GeminiError as err:
-            attempts = lc.record_removal_error(cat, removal_id, err.kind, str(err), ctx.clock())
+            pause = isinstance(err, (Unavailable, ConfigError))  # as in _retry_or_fail
+            attempts = lc.record_removal_error(cat, removal_id, err.kind, str(err), ctx.clock(),
+                                               spend_attempt=not pause)
+            if isinstance(err, ConfigError):
+                raise
+            if pause:  # no count of its own to grow on: the longest regular backoff
+                delay = err.retry_after_s or ctx.backoff_s(_MAX_DOUBLINGS)
+                raise Deferred(delay, "service unavailable on delete") from err
             if err.kind in ("rate_limited", "transient") and attempts < ctx.settings.max_attempts:
                 raise Deferred(ctx.backoff_s(attempts), f"{err.kind} error on delete") from err
             step.log.error("removal failed", document=removal.document, error=str(err))

@@ -344,7 +344,8 @@ def breaker_text(t: ThrottleState) -> str:
 
 def rate_text(t: ThrottleState) -> str:
     limit = f"{t.limit_per_minute}/min" if t.limit_per_minute else "unlimited"
-    throttled = f", {t.throttled_last_60s} answered 429" if t.throttled_last_60s else ""
+    throttled = (f", {t.throttled_last_60s} answered 429/502/503/504 or not at all"
+                 if t.throttled_last_60s else "")
     return f"{t.requests_last_60s} requests in the last 60 s (limit {limit}){throttled}"
 
 

@@ -101,7 +101,6 @@ huey = _Huey("objlib", results=False)
 _lock = threading.Lock()
 _context: tuple[int, pipeline.Context] | None = None
 _catalog: tuple[int, Catalog] | None = None
-_MISSING_KEY_RETRY_S = 60.0
 _OPERATOR_RETRY_S = 30.0  # a catalogue or queue that cannot be used: look again this often
 
 
@@ -141,12 +140,12 @@ def _rescheduling(fn):
             task.priority = max(task.priority or 0, _AHEAD)
             raise RetryTask(str(d), delay=max(d.delay_s, 0.0)) from None
         except ConfigError as err:
-            # e.g. no GEMINI_API_KEY in the workers' environment: an operator's fix, not the
-            # file's fault. Nothing is failed; the work waits until the consumer is restarted
-            # with the setting right.
+            # e.g. no GEMINI_API_KEY in the workers' environment, or a key the service
+            # refused: an operator's fix, not the file's fault. Nothing is failed; the work
+            # waits until the consumer is restarted with the setting right.
             log.get_logger("objlib.worker").error("cannot work: fix the setting and restart",
                                                    error=str(err))
-            raise RetryTask(str(err), delay=_MISSING_KEY_RETRY_S) from None
+            raise RetryTask(str(err), delay=pipeline.CONFIG_RETRY_S) from None
         except (CatalogError, QueueError) as err:
             # a read-only, locked, damaged or missing database is the operator's to fix, not
             # the file's: nothing is failed, and the task tries again (on a fresh connection)

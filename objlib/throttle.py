@@ -16,12 +16,12 @@ every other file's and files finish steadily under a tight limit. The headroom (
 between a slot and the request actually reaching the server.
 
 Circuit breaker — every response is counted in one-second buckets. When, within the rolling
-window, at least ``breaker_min_429`` requests were answered 429 (or got no answer at all: the
-service is unreachable, and retrying at full speed only burns attempts) and they were at least
-``breaker_ratio`` of all requests, the breaker opens for a cooldown that doubles each time it
-re-opens soon after closing (up to a maximum). While open, every request is deferred. When the
-cooldown ends the breaker is half-open: traffic flows, the first success closes it, and only
-the counts after it opened are judged, so it recovers by itself.
+window, at least ``breaker_min_429`` requests were answered 429 (or 502/503/504, or got no
+answer at all: the service is away, and retrying at full speed only hammers it) and they were
+at least ``breaker_ratio`` of all requests, the breaker opens for a cooldown that doubles each
+time it re-opens soon after closing (up to a maximum). While open, every request is deferred.
+When the cooldown ends the breaker is half-open: traffic flows, the first success closes it,
+and only the counts after it opened are judged, so it recovers by itself.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ _GRANT_EARLY_S = 0.05  # a slot this close is taken now rather than re-scheduled
 _RESERVATION_TTL_S = 600.0
 RESERVE_AHEAD_S = 10.0  # new work reserves slots at most this far in the future
 CONTINUE_AHEAD_S = 60.0  # work that finishes a file already started, this far
+THROTTLED_STATUSES = frozenset({429, 502, 503, 504})  # "slow down" or "the service is away"
 LATE_S = 2.0  # a holder back later than this after its slot lost it (requests count by when
               # they are sent: late ones bunched with punctual ones would overfill a window)
 
@@ -160,9 +161,10 @@ class Throttle:
     # ------------------------------------------------------------------ after a response
 
     def record(self, status: int | None, now: float | None = None) -> None:
-        """Count one response (HTTP status, None for no response) and move the breaker."""
+        """Count one response (HTTP status, None for no response) and move the breaker:
+        429s, 502/503/504 and no answer at all count against it alike."""
         now = time.time() if now is None else now
-        throttled = int(status == 429 or status is None)
+        throttled = int(status is None or status in THROTTLED_STATUSES)
         s = self.settings
         with transaction(self.conn) as conn:
             conn.execute("INSERT INTO buckets(second, requests, throttled) VALUES (?, 1, ?) "

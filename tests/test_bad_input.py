@@ -160,7 +160,8 @@ def test_workers_back_off_while_the_api_is_unreachable_and_resume_when_it_return
     # Then every file still ends indexed, none failed, none doubled
     wait_for(lambda: file_states(settings) == {"indexed": 60}, 120, 0.2, "all indexed")
     catalog = open_catalog(settings)
-    unreachable = catalog.query("SELECT count(*) FROM errors WHERE error_class='transient'")[0][0]
+    unreachable = catalog.query("SELECT count(*) FROM errors WHERE error_class='unavailable'"
+                                )[0][0]
     assert unreachable > 0, "the outage was not noticed"
     assert emulator.stats()["requests"]["stores.importFile"] == 60
 
@@ -170,6 +171,9 @@ def test_the_api_key_appears_nowhere_after_a_full_run(settings, library, emulato
                                                       tmp_path, monkeypatch):
     key = "AIzaSy-objlib-canary-SECRET-0123456789"
     monkeypatch.setenv("GEMINI_API_KEY", key)
+    # the 503s below open the breaker too: short cooldowns keep the run short
+    (settings.home / "config.toml").write_text("breaker_cooldown_s = 0.5\n"
+                                               "breaker_max_cooldown_s = 2.0\n")
     write_library(library, 20)
     scan_library(settings, library)
     result = run("enqueue")  # the CLI too, with its logging

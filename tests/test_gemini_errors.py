@@ -3,7 +3,9 @@ exceptions (built the way the SDK builds them: from an HTTP response)."""
 
 from __future__ import annotations
 
+import json
 import socket
+from urllib.parse import quote, quote_plus
 
 import httpx2
 import pytest
@@ -11,12 +13,14 @@ from google.genai import errors as genai_errors
 
 from objlib.errors import ConfigError, ObjlibError
 from objlib.gemini.errors import (
+    BadApiKey,
     GeminiError,
     Gone,
     MissingApiKey,
     Permanent,
     RateLimited,
     Transient,
+    Unavailable,
     classify,
     register_secret,
     scrub,
@@ -46,8 +50,10 @@ def sdk_error(code: int, status: str | None = None, message: str = "boom", *, de
     (429, "RESOURCE_EXHAUSTED", "quota", "delete_file", RateLimited),
     (408, "DEADLINE_EXCEEDED", "slow", "get_file", Transient),
     (500, "INTERNAL", "oops", "import_file", Transient),
-    (503, "UNAVAILABLE", "try later", "upload_file", Transient),
-    (504, "DEADLINE_EXCEEDED", "slow", "get_operation", Transient),
+    (502, "UNAVAILABLE", "bad gateway", "get_file", Unavailable),
+    (503, "UNAVAILABLE", "try later", "upload_file", Unavailable),
+    (504, "DEADLINE_EXCEEDED", "slow", "get_operation", Unavailable),
+    (503, "UNAVAILABLE", "Failed to count tokens", "import_file", Transient),  # the content's
     (400, "INVALID_ARGUMENT", "Failed to create file.", "upload_file", Transient),
     (400, "INVALID_ARGUMENT", "Failed to create file.", "import_file", Transient),
     (400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "import_file", Permanent),
@@ -140,13 +146,13 @@ def transport_error(listen: bool) -> httpx2.HTTPError:
     (False, httpx2.ConnectError, "connection failed on get_file: ConnectError"),
     (True, httpx2.ReadTimeout, "timed out on get_file: ReadTimeout"),
 ])
-def test_refused_and_timed_out_requests_are_transient_with_no_status(listen, exc_type, prefix):
+def test_refused_and_timed_out_requests_are_unavailable_with_no_status(listen, exc_type, prefix):
     exc = transport_error(listen)
 
     err = classify(exc, call="get_file")
 
     assert type(exc) is exc_type
-    assert isinstance(err, Transient) and err.code is None
+    assert type(err) is Unavailable and err.code is None and err.kind == "unavailable"
     assert str(err).startswith(prefix)
 
 
@@ -158,8 +164,13 @@ def test_refused_and_timed_out_requests_are_transient_with_no_status(listen, exc
     httpx2.WriteError("broken pipe"),
     httpx2.RemoteProtocolError("server disconnected"),
 ])
-def test_other_transport_failures_are_transient(exc):
-    assert isinstance(classify(exc, call="upload_file"), Transient)
+def test_other_transport_failures_are_unavailable(exc):
+    assert type(classify(exc, call="upload_file")) is Unavailable
+
+
+def test_an_answer_that_cannot_be_decoded_is_transient_not_unavailable():
+    # an answer came back (the service is there), it was just unreadable
+    assert type(classify(httpx2.DecodingError("bad gzip"), call="get_file")) is Transient
 
 
 def test_a_base_url_with_an_unsupported_scheme_is_permanent():
@@ -190,9 +201,10 @@ def test_a_gemini_error_is_passed_through():
 
 
 def test_all_kinds_share_one_base_under_objlib_error():
-    for cls in (RateLimited, Transient, Permanent, Gone, MissingApiKey):
+    for cls in (RateLimited, Transient, Unavailable, Permanent, Gone, MissingApiKey, BadApiKey):
         assert issubclass(cls, GeminiError) and issubclass(cls, ObjlibError)
-    assert issubclass(MissingApiKey, ConfigError)
+    assert issubclass(MissingApiKey, ConfigError) and issubclass(BadApiKey, ConfigError)
+    assert issubclass(Unavailable, Transient)  # `except Transient` still catches it
 
 
 def test_a_registered_key_is_scrubbed_from_messages():
@@ -221,3 +233,125 @@ def test_scrub_leaves_metadata_keys_in_messages_alone():
     text = "custom_metadata[0].key: must not be empty"
 
     assert scrub(text) == text
+
+
+# --- a refused key: a configuration error, never "gone" or "permanent" ---------------------
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+def error_info(reason: str) -> list[dict]:
+    return [{"@type": ERROR_INFO, "reason": reason, "domain": "googleapis.com",
+             "metadata": {"service": "generativelanguage.googleapis.com"}}]
+
+
+@pytest.mark.parametrize("code, status, message, reason, call", [
+    # the real answer to a wrong key (public reports): 400 with ErrorInfo API_KEY_INVALID
+    (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+     "API_KEY_INVALID", "list_stores"),
+    (400, "INVALID_ARGUMENT", "API Key not found. Please pass a valid API key.",
+     "API_KEY_INVALID", "import_file"),
+    (401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", None,
+     "upload_file"),
+    # 403 on get_file / delete_* means "gone", unless the body names a key reason
+    (403, "PERMISSION_DENIED", "Requests to this API are blocked.", "API_KEY_SERVICE_BLOCKED",
+     "get_file"),
+    (403, "PERMISSION_DENIED", "Generative Language API has not been used in project 1 "
+     "before or it is disabled.", "SERVICE_DISABLED", "delete_document"),
+    (403, "PERMISSION_DENIED", "Requests from referer <empty> are blocked.",
+     "API_KEY_HTTP_REFERRER_BLOCKED", "delete_file"),
+    # no details, but the message is about the key (the emulator's answer to no key at all)
+    (403, "PERMISSION_DENIED", "API key not valid. Please pass a valid API key.", None,
+     "get_file"),
+])
+def test_a_refused_key_is_a_configuration_error(code, status, message, reason, call):
+    err = classify(sdk_error(code, status, message,
+                             details=error_info(reason) if reason else None), call=call)
+
+    assert type(err) is BadApiKey and isinstance(err, ConfigError)
+    assert err.kind == "bad_key" and err.code == code
+    assert (reason or status) in str(err) and "GEMINI_API_KEY" in str(err)
+
+
+def test_a_403_that_names_no_key_reason_on_get_file_is_still_gone():
+    details = error_info("SOMETHING_ELSE")
+
+    err = classify(sdk_error(403, "PERMISSION_DENIED", "You do not have permission to access "
+                             "the File x or it may not exist.", details=details), call="get_file")
+
+    assert type(err) is Gone
+
+
+def test_a_suspended_key_named_in_the_message_is_scrubbed():
+    key = "AIzaSy" + "Q" * 33
+    register_secret(key)
+
+    err = classify(sdk_error(403, "PERMISSION_DENIED", f"Permission denied: Consumer 'api_key:"
+                             f"{key}' has been suspended.", details=error_info("CONSUMER_SUSPENDED")),
+                   call="list_stores")
+
+    assert type(err) is BadApiKey and key not in str(err)
+
+
+# --- scrub: the key in every spelling it may come back in ----------------------------------
+
+SPLIT_KEY = "Canary-key-part-one\nCanary-key-part-two\x07Canary-key-part-3"
+
+
+@pytest.fixture
+def split_key():
+    register_secret(SPLIT_KEY)
+    return SPLIT_KEY
+
+
+@pytest.mark.parametrize("spelling", [
+    pytest.param(lambda k: k, id="as-is"),
+    pytest.param(lambda k: repr(k), id="str-repr"),
+    pytest.param(lambda k: repr(k.encode()), id="bytes-repr"),
+    pytest.param(lambda k: k.encode("unicode_escape").decode(), id="python-escapes"),
+    pytest.param(lambda k: json.dumps(k), id="json"),
+    pytest.param(lambda k: json.dumps(k, ensure_ascii=False), id="json-unicode"),
+    pytest.param(lambda k: json.dumps(repr(k.encode())), id="bytes-repr-in-json"),
+    pytest.param(lambda k: json.dumps(json.dumps(k)), id="json-twice"),
+    pytest.param(lambda k: quote(k, safe=""), id="url"),
+    pytest.param(lambda k: quote_plus(k), id="url-plus"),
+    pytest.param(lambda k: "?key=" + quote(k) + "&alt=json", id="url-query"),
+])
+def test_scrub_removes_a_known_key_in_every_spelling(split_key, spelling):
+    text = f"Illegal header value {spelling(split_key)} on get_file"
+
+    scrubbed = scrub(text)
+
+    for piece in ("Canary-key-part-one", "Canary-key-part-two", "Canary-key-part-3"):
+        assert piece not in scrubbed, scrubbed
+    assert scrubbed.startswith("Illegal header value") and scrubbed.endswith("on get_file")
+
+
+def test_scrub_removes_each_piece_of_a_key_split_at_a_control_character(split_key):
+    # a message that kept only the text after the line break, or cut the key in two
+    text = "header 'Canary-key-part-two' rejected; then Canary-key-part-one alone"
+
+    assert "Canary-key-part" not in scrub(text)
+
+
+def test_scrub_leaves_short_pieces_of_a_split_key_alone():
+    register_secret("abc\nCanary-key-long-piece")
+
+    assert scrub("abc Canary-key-long-piece") == "abc ***"
+
+
+def test_the_illegal_header_error_of_a_key_with_a_newline_does_not_carry_it():
+    key = "AIzaSy-canary\nSECRET-0123456789"
+    register_secret(key)
+    with socket.socket() as server:  # h11 refuses the header before anything is sent
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with pytest.raises(httpx2.LocalProtocolError) as caught:
+            httpx2.get("http://127.0.0.1:%d/x" % server.getsockname()[1],
+                       headers={"x-goog-api-key": key}, timeout=1)
+
+    err = classify(caught.value, call="get_file")
+
+    assert "Illegal header value" in str(err)
+    for text in (str(err), repr(err), json.dumps(str(err))):
+        assert "canary" not in text and "SECRET-0123456789" not in text

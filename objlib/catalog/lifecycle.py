@@ -369,6 +369,24 @@ def record_attempt(catalog: Catalog, file_id: int, version: int, error_class: st
         return conn.execute(f"SELECT {column} FROM files WHERE id=?", (file_id,)).fetchone()[0]
 
 
+def record_pause(catalog: Catalog, file_id: int, version: int, error_class: str, message: str,
+                 now: float, window_s: float) -> int | None:
+    """An error that is nobody's fault (the service is away, the key refused): logged in
+    ``errors`` and kept as the row's last error, but no attempt is spent. Returns how many
+    such errors this version met within ``window_s`` (its backoff grows with them), None if
+    the row moved on meanwhile."""
+    with catalog.write() as conn:
+        cur = conn.execute("UPDATE files SET error_class=?, error_message=? WHERE id=? AND "
+                           "version=? AND state IN ('queued','uploading','importing')",
+                           (error_class, message, file_id, version))
+        if cur.rowcount != 1:
+            return None
+        _record_error(conn, file_id, version, error_class, message, now)
+        return conn.execute("SELECT count(*) FROM errors WHERE at >= ? AND file_id=? AND "
+                            "version=? AND error_class=?",
+                            (now - window_s, file_id, version, error_class)).fetchone()[0]
+
+
 def mark_indexed(catalog: Catalog, file_id: int, version: int, document: str,
                  now: float) -> bool:
     """The import is done and its document is ACTIVE. The replaced version's document, if
@@ -485,11 +503,12 @@ def mark_removed(catalog: Catalog, removal_id: int, now: float) -> bool:
 
 
 def record_removal_error(catalog: Catalog, removal_id: int, error_class: str, message: str,
-                         now: float) -> int:
+                         now: float, *, spend_attempt: bool = True) -> int:
+    """Log a failed removal; returns its attempts (not counted up for a pause)."""
     with catalog.write() as conn:
         _record_error(conn, None, None, error_class, f"removal {removal_id}: {message}", now)
-        conn.execute("UPDATE removals SET attempts=attempts+1, last_error=? WHERE id=?",
-                     (message, removal_id))
+        conn.execute("UPDATE removals SET attempts=attempts+?, last_error=? WHERE id=?",
+                     (int(spend_attempt), message, removal_id))
         row = conn.execute("SELECT attempts FROM removals WHERE id=?", (removal_id,)).fetchone()
     return row[0] if row else 0
 

@@ -36,6 +36,11 @@ API key and outside its retry policy; a failed chunk fails the whole upload), no
 ``/_emulator/*``. ``--rpm N`` admits at most N calls in any sliding 60 s; calls beyond it get a
 429 and do not count against the quota.
 
+API keys: with ``api_keys`` given (``--api-key K``), only those keys are valid; any other
+key gets the real API's ``400 INVALID_ARGUMENT`` "API key not valid" with its ErrorInfo
+(reason ``API_KEY_INVALID``) on every API call and upload start. Without, any key is accepted.
+A call with no key at all is a 403 PERMISSION_DENIED either way.
+
 Statistics: calls per endpoint and per status, the fault and quota rejections, and two window
 maxima: ``max_requests_in_60s`` (every request except ``/_emulator/*``, chunk POSTs included)
 and ``max_calls_in_60s`` (the calls the quota counts: chunk POSTs excluded, rejected calls
@@ -145,22 +150,24 @@ class Behaviour:
 
     def __init__(self, profile: str = "instant", latency: dict | None = None,
                  faults: dict | None = None, rpm: int | None = None, seed: int | None = None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, api_keys=None):
         self.lock = threading.Lock()
         self.clock = clock
         self.latency_s: dict[str, float] = {}
         self.faults: dict[str, float] = {}
         self.rpm: int | None = None
+        self.api_keys: frozenset[str] | None = None
         self._jitter_rng = random.Random(None if seed is None else f"{seed}:jitter")
         self._fault_rng = random.Random(None if seed is None else f"{seed}:faults")
-        self.configure(profile=profile, latency=latency, faults=faults, rpm=rpm)
+        self.configure(profile=profile, latency=latency, faults=faults, rpm=rpm,
+                       api_keys=api_keys)
         self.reset()
 
     def configure(self, *, profile: str | None = None, latency: dict | None = None,
-                  faults: dict | None = None, rpm=_KEEP) -> None:
+                  faults: dict | None = None, rpm=_KEEP, api_keys=_KEEP) -> None:
         """Change knobs at run time. ``profile`` resets every latency to the profile's; the
         ``latency`` and ``faults`` given are merged over the current ones; ``rpm`` None or 0
-        lifts the quota."""
+        lifts the quota; ``api_keys`` (the only valid keys) None or empty accepts any key."""
         if profile is not None and profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
         latency = _checked(latency, LATENCY_STEPS, "latency step", 3600.0)
@@ -175,6 +182,8 @@ class Behaviour:
             self.faults.update(faults)
             if rpm is not _KEEP:
                 self.rpm = rpm or None
+            if api_keys is not _KEEP:
+                self.api_keys = frozenset(api_keys) if api_keys else None
 
     def reset(self) -> None:
         """Forget the statistics (the knobs stay)."""
@@ -211,6 +220,10 @@ class Behaviour:
             return "never_done" if self._roll("never_done") else "active"
 
     # -- admission and statistics
+
+    def key_valid(self, key: str) -> bool:
+        with self.lock:
+            return self.api_keys is None or key in self.api_keys
 
     def arrive(self, *, call: bool) -> None:
         """Count a request as it arrives (``call``: an API call rather than an upload chunk)."""
@@ -253,7 +266,8 @@ class Behaviour:
                     "max_calls_in_60s": s.calls_window.max,
                     "requests_in_last_60s": s.requests_window.count(now),
                     "config": {"profile": self.profile.name, "latency_s": dict(self.latency_s),
-                               "faults": dict(self.faults), "rpm": self.rpm}}
+                               "faults": dict(self.faults), "rpm": self.rpm,
+                               "api_keys": len(self.api_keys or ())}}  # never the keys
 
 
 def _resource_exhausted(retry_s: int, message: str) -> ApiError:

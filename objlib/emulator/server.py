@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from objlib.emulator import routes
 from objlib.emulator.behaviour import Behaviour
 from objlib.emulator.handlers import Request, Response
-from objlib.emulator.state import ApiError, State
+from objlib.emulator.state import ApiError, State, key_not_valid
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class App:
         self.behaviour.arrive(call=route.kind == "api")
         try:
             if route.kind == "api":
-                _authenticate(req)
+                _authenticate(req, self.behaviour)
                 self.behaviour.admit()
             resp = route.handler(self, req, **params)
         except ApiError as exc:
@@ -67,10 +67,13 @@ class App:
         self.behaviour.reset()
 
 
-def _authenticate(req: Request) -> None:
-    if not (req.header("x-goog-api-key") or req.query.get("key")):
+def _authenticate(req: Request, behaviour: Behaviour) -> None:
+    key = req.header("x-goog-api-key") or req.query.get("key")
+    if not key:
         raise ApiError(403, "PERMISSION_DENIED",
                        "API key not valid. Please pass a valid API key.")
+    if not behaviour.key_valid(key):
+        raise key_not_valid()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -156,17 +159,20 @@ class _Server(ThreadingHTTPServer):
 class Emulator:
     """The emulator on a background thread; a context manager.
 
+    ``api_keys``: when given, only these keys are valid (others get the real API's 400
+    API_KEY_INVALID).
+
     >>> with Emulator(profile="instant", seed=1) as emu:
     ...     client = genai.Client(api_key="k", http_options={"base_url": emu.base_url})
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, profile: str = "instant",
                  latency: dict | None = None, faults: dict | None = None,
-                 rpm: int | None = None, seed: int | None = None):
+                 rpm: int | None = None, seed: int | None = None, api_keys=None):
         self.host = host
         self.port = port
         self.state = State(seed=seed)
-        self.behaviour = Behaviour(profile, latency, faults, rpm, seed)
+        self.behaviour = Behaviour(profile, latency, faults, rpm, seed, api_keys=api_keys)
         self.app = App(self.state, self.behaviour)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -227,5 +233,6 @@ class Emulator:
         self.app.reset()
 
     def configure(self, **knobs) -> None:
-        """Change knobs at run time: ``profile=``, ``latency=``, ``faults=`` (merged), ``rpm=``."""
+        """Change knobs at run time: ``profile=``, ``latency=``, ``faults=`` (merged), ``rpm=``,
+        ``api_keys=`` (the only valid keys; None accepts any)."""
         self.behaviour.configure(**knobs)

@@ -88,6 +88,18 @@ def invalid(message: str) -> ApiError:
     return ApiError(400, "INVALID_ARGUMENT", message)
 
 
+def key_not_valid() -> ApiError:
+    """What the real API answers a wrong API key: 400 INVALID_ARGUMENT with an ErrorInfo
+    (reason API_KEY_INVALID) and a LocalizedMessage, as seen in public reports."""
+    message = "API key not valid. Please pass a valid API key."
+    return ApiError(400, "INVALID_ARGUMENT", message, details=[
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+         "domain": "googleapis.com",
+         "metadata": {"service": "generativelanguage.googleapis.com"}},
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+         "message": message}])
+
+
 def not_found(what: str, name: str) -> ApiError:
     return ApiError(404, "NOT_FOUND", f"{what} {name} not found.")
 

@@ -6,18 +6,21 @@ It knows nothing of SQLite or the queue; the queue plugs its throttle in through
 
 from objlib.gemini.client import Document, GeminiClient, Operation, RawFile, Store, upload_cost
 from objlib.gemini.errors import (
+    BadApiKey,
     GeminiError,
     Gone,
     MissingApiKey,
     Permanent,
     RateLimited,
     Transient,
+    Unavailable,
     classify,
 )
 from objlib.gemini.metadata import build_custom_metadata, display_name, raw_file_id
 
 __all__ = [
     "Document", "GeminiClient", "Operation", "RawFile", "Store", "upload_cost",
-    "GeminiError", "Gone", "MissingApiKey", "Permanent", "RateLimited", "Transient", "classify",
+    "BadApiKey", "GeminiError", "Gone", "MissingApiKey", "Permanent", "RateLimited", "Transient",
+    "Unavailable", "classify",
     "build_custom_metadata", "display_name", "raw_file_id",
 ]

@@ -36,6 +36,8 @@ from google.genai import types
 
 from objlib.gemini import metadata as md
 from objlib.gemini.errors import (
+    KEY_VARIABLES,
+    BadApiKey,
     GeminiError,
     Gone,
     MissingApiKey,
@@ -50,6 +52,7 @@ from objlib.log import get_logger
 API_VERSION = "v1beta"
 UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024  # the SDK sends resumable uploads in 8 MiB chunks
 EMULATOR_KEY = "emulator-no-key"  # sent to a loopback base URL when no key is set
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
 PAGE_SIZE_MAX = 20  # stores and documents: the API's maximum page size
 _ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 
@@ -120,12 +123,19 @@ class GeminiClient:
     @classmethod
     def from_env(cls, settings: Settings, *, on_request: OnRequest | None = None,
                  on_response: OnResponse | None = None) -> GeminiClient:
-        """Key from ``GEMINI_API_KEY`` (else ``GOOGLE_API_KEY``); base URL from
+        """Key from ``GEMINI_API_KEY`` (else ``GOOGLE_API_KEY``), stripped; base URL from
         ``GOOGLE_GEMINI_BASE_URL`` when set. No key is needed for a loopback base URL (the
-        emulator); anywhere else a missing key raises :class:`MissingApiKey` at once."""
+        emulator); anywhere else a missing key raises :class:`MissingApiKey` at once. A key
+        with whitespace or control characters inside raises :class:`BadApiKey`."""
         base_url = os.environ.get("GOOGLE_GEMINI_BASE_URL", "").strip() or None
-        key = (os.environ.get("GEMINI_API_KEY", "").strip()
-               or os.environ.get("GOOGLE_API_KEY", "").strip())
+        variable, key = next(((v, os.environ.get(v, "").strip()) for v in KEY_VARIABLES
+                              if os.environ.get(v, "").strip()), (None, ""))
+        if key and not _KEY_CHARS.fullmatch(key):
+            # sent as an HTTP header, such a key fails every request with an error that
+            # quotes it; refused here, by a message that does not
+            raise BadApiKey(f"{variable} has whitespace, control or non-ASCII characters "
+                            "inside (a line break pasted with it?): an API key is one line "
+                            "of printable ASCII; set it again (the value is not shown)")
         if not key:
             if base_url is None or not is_loopback(base_url):
                 raise MissingApiKey(
