@@ -61,7 +61,7 @@ from objlib import queue
 from objlib.store import mark_store_lost, recreate_store
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
-from objlib.errors import ObjlibError
+from objlib.errors import CatalogError, ObjlibError
 from objlib.gemini.errors import GeminiError, Gone
 from objlib.log import get_logger
 from objlib.settings import Settings
@@ -175,6 +175,9 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
     """
     started = time.monotonic()
     own_catalog = catalog is None
+    if own_catalog and not settings.library_db.exists():
+        raise CatalogError(f"no catalogue in {settings.home} yet: run `objlib scan LIBRARY` "
+                           "first (or point --home / OBJLIB_HOME at the right folder)")
     catalog = catalog or open_catalog(settings)
     try:
         store = catalog.get_meta("store")

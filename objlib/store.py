@@ -45,32 +45,41 @@ def ensure_store(settings: Settings, catalog: Catalog, gemini=None) -> str:
     that differs from the recorded one is refused before any remote call while this catalogue
     has documents in its store."""
     from objlib.gemini.errors import Gone  # not at import: status reads this module's facts
+    from objlib.gemini.metadata import display_name
 
     with _store_lock(settings):
         recorded = catalog.get_meta("store")
         wanted = settings.store_name or default_store_name(catalog)
         if recorded and catalog.get_meta(LOST_KEY):
             raise StoreLost(store_lost_message(recorded))
-        switching = bool(recorded and settings.store_name
-                         and settings.store_name != catalog.get_meta("store_display_name"))
-        if switching and catalog.query("SELECT 1 FROM files WHERE document IS NOT NULL "
-                                       "UNION ALL SELECT 1 FROM removals "
-                                       "WHERE removed_at IS NULL LIMIT 1"):
-            raise ConfigError(
-                f"this catalogue mirrors the library into {recorded}; {settings.store_name!r} "
-                "is another store. Use another --home for another store (nothing was created)")
         gemini = gemini or _client(settings)
-        if recorded and not switching:
-            try:
-                _with_retries(settings, lambda: gemini.get_store(recorded))
-            except Gone as err:
-                mark_store_lost(catalog, recorded, time.time())
-                raise StoreLost(store_lost_message(recorded)) from err
-            return recorded
+        if recorded:
+            shown = catalog.get_meta("store_display_name")
+            if shown is None:  # recorded before display names were: ask once, and keep it
+                shown = _current(settings, catalog, gemini, recorded, Gone).display_name
+                _bind(catalog, recorded, shown)
+            if not settings.store_name or display_name(settings.store_name) == shown:
+                _current(settings, catalog, gemini, recorded, Gone)
+                return recorded
+            if catalog.query("SELECT 1 FROM files WHERE document IS NOT NULL "
+                             "UNION ALL SELECT 1 FROM removals WHERE removed_at IS NULL LIMIT 1"):
+                raise ConfigError(
+                    f"this catalogue mirrors the library into {recorded} ({shown!r}); "
+                    f"{settings.store_name!r} is another store. Use another --home for another "
+                    "store (nothing was created)")
         store = _with_retries(settings, lambda: gemini.ensure_store(wanted))
         _check_not_anothers(store.name, catalog, gemini, settings)
-        _bind(catalog, store)
+        _bind(catalog, store.name, store.display_name)
         return store.name
+
+
+def _current(settings: Settings, catalog: Catalog, gemini, recorded: str, gone):
+    """The recorded store, asked for; StoreLost (and the loss recorded) if it is gone."""
+    try:
+        return _with_retries(settings, lambda: gemini.get_store(recorded))
+    except gone as err:
+        mark_store_lost(catalog, recorded, time.time())
+        raise StoreLost(store_lost_message(recorded)) from err
 
 
 def recreate_store(settings: Settings, catalog: Catalog, gemini, lost: str, now: float) -> str:
@@ -86,14 +95,14 @@ def recreate_store(settings: Settings, catalog: Catalog, gemini, lost: str, now:
         if store.name == lost:
             raise ObjlibError(f"the store {lost} answers again; nothing was changed")
         lc.restart_all(catalog, now, f"store {lost} lost")
-        _bind(catalog, store)
+        _bind(catalog, store.name, store.display_name)
         log.warning("store re-created", lost=lost, store=store.name)
         return store.name
 
 
-def _bind(catalog: Catalog, store) -> None:
+def _bind(catalog: Catalog, name: str, shown: str) -> None:
     with catalog.write() as conn:
-        for key, value in (("store", store.name), ("store_display_name", store.display_name)):
+        for key, value in (("store", name), ("store_display_name", shown)):
             conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
         conn.execute("DELETE FROM meta WHERE key=?", (LOST_KEY,))

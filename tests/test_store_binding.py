@@ -18,6 +18,7 @@ import pytest
 
 from conftest import file_states, wait_for, write_library
 from objlib.catalog import open_catalog
+from objlib.errors import ConfigError
 from objlib.gemini.errors import GeminiError
 from objlib.settings import Settings
 from test_reconcile import docs_of
@@ -213,3 +214,38 @@ def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, e
     catalog.close()
 
     assert "FAILED" in text and "503" in text and "fixed" not in text
+
+
+def test_a_catalogue_bound_before_display_names_were_kept_keeps_its_named_store(
+        settings, library, emulator, monkeypatch):
+    from dataclasses import replace
+
+    from objlib.queue import ensure_store
+    from objlib.scan import scan_library
+
+    write_library(library, 1)
+    scan_library(settings, library)
+    named = replace(settings, store_name="my-library")
+    catalog = open_catalog(settings)
+    store = ensure_store(named, catalog)
+    with catalog.write() as conn:  # as an older objlib left it: the store, not its name
+        conn.execute("DELETE FROM meta WHERE key='store_display_name'")
+        conn.execute("UPDATE files SET document='fileSearchStores/x/documents/y'")
+
+    assert ensure_store(named, catalog) == store  # the same name: no refusal, no new store
+    assert catalog.get_meta("store_display_name") == "my-library"
+    with pytest.raises(ConfigError, match="is another store"):
+        ensure_store(replace(settings, store_name="other"), catalog)
+    catalog.close()
+    assert len(stores(emulator)) == 1
+
+
+def test_reconcile_in_a_home_without_a_catalogue_creates_none(settings):
+    from click.testing import CliRunner
+
+    from objlib.cli import cli
+
+    result = CliRunner().invoke(cli, ["reconcile"])
+
+    assert result.exit_code == 1 and "objlib scan" in result.output
+    assert not settings.library_db.exists()
