@@ -377,7 +377,9 @@ def test_cli_table_names_each_kind(settings, emulator, indexed):
         assert kind in result.output
 
 
-def test_cli_without_a_store_says_what_to_do(settings, emulator):
+def test_cli_without_a_store_says_what_to_do(settings, library, emulator):
+    write_library(library, 1)
+    scan_library(settings, library)  # a catalogue, but nothing enqueued yet
     result = CliRunner().invoke(cli, ["reconcile"])
 
     assert result.exit_code == 1
