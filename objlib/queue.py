@@ -191,7 +191,8 @@ def _recover(settings: Settings, catalog: Catalog, *, dry_run: bool, now: float 
             if not dry_run:
                 tasks.huey.enqueue(tasks.remove_document.s(removal.id))
     for entry in lc.open_superseded(catalog):
-        if entry.id not in live.settles and (entry.file_id, entry.version) not in live.polls:
+        followed = (entry.file_id, entry.version)  # its upload task's chained poll settles it
+        if entry.id not in live.settles and followed not in live.polls | live.uploads:
             summary.superseded += 1
             if not dry_run:
                 tasks.huey.enqueue(tasks.settle_superseded.s(entry.id))
