@@ -17,9 +17,23 @@ def _drop_secrets(_logger, _name, event_dict):
     return event_dict
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when logging was configured
+    (a CLI runner or a test's capture may replace it, then close it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(json: bool = False, level: int = logging.INFO, stream=None) -> None:
     """Configure structlog (and the stdlib root logger it forwards to) once per process."""
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()
     processors = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -37,7 +37,6 @@ log = get_logger("objlib.worker")
 
 MAX_RATE_LIMITED = 50  # 429s one version may meet before it is failed
 PAUSE_WINDOW_S = 3600.0  # a paused row's backoff grows with its pauses in this window
-CONFIG_RETRY_S = 60.0  # a refused key: the step comes back this much later (tasks.py)
 _MAX_DOUBLINGS = 16    # backoff exponent bound (backoff_max_s caps the delay long before)
 _GRACE_S = 30.0        # lease slack beyond a re-schedule delay (scheduler and queue lag)
 _holder = threading.local()  # which task is calling (for the rate limiter's reservations)
@@ -319,7 +318,7 @@ def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step)
         pauses = lc.record_pause(cat, row.id, row.version, err.kind, message, now,
                                  PAUSE_WINDOW_S)
         if isinstance(err, ConfigError):  # the task logs it and comes back (tasks.py)
-            lc.hold(cat, row.id, row.version, now + CONFIG_RETRY_S + _GRACE_S)
+            lc.hold(cat, row.id, row.version, now + ctx.settings.operator_wait_s + _GRACE_S)
             raise err
         if pauses is None:
             return  # the row moved on meanwhile: nothing to wait for

@@ -54,6 +54,9 @@ class Settings:
     # how long to wait for another writer of library.db / queue.db before a clear error
     busy_timeout_s: float = 30.0
     log_json: bool = False
+    # work that waits on an operator's fix (a missing or refused key, a database that cannot
+    # be used, a lost store) looks again this often; nothing is failed meanwhile
+    operator_wait_s: float = 60.0
     # a worker runs `objlib reconcile --fix` this often (0 = never; long runs may set it)
     reconcile_every_minutes: int = 0
     # the deletion guard: a scan that would mark more files deleted than this (or more than
@@ -104,6 +107,7 @@ _ENV = {
     "OBJLIB_BACKOFF_BASE_S": "backoff_base_s",
     "OBJLIB_LOG_JSON": "log_json",
     "OBJLIB_BUSY_TIMEOUT_S": "busy_timeout_s",
+    "OBJLIB_OPERATOR_WAIT_S": "operator_wait_s",
     "OBJLIB_MAX_DELETE": "max_delete",
     "OBJLIB_MAX_DELETE_PERCENT": "max_delete_percent",
 }
@@ -235,6 +239,7 @@ RANGES: dict[str, _Range] = {
     "lease_s": _DURATION,
     "request_timeout_s": _DURATION,
     "busy_timeout_s": _DURATION,
+    "operator_wait_s": _DURATION,
     "reconcile_every_minutes": _Range(0, note="0 = never"),
     "max_delete": _Range(0, note="0 = refuse any deletion"),
     "max_delete_percent": _Range(0, 100, low_open=True),

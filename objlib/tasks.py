@@ -101,7 +101,6 @@ huey = _Huey("objlib", results=False)
 _lock = threading.Lock()
 _context: tuple[int, pipeline.Context] | None = None
 _catalog: tuple[int, Catalog] | None = None
-_OPERATOR_RETRY_S = 30.0  # a catalogue or queue that cannot be used: look again this often
 
 
 def context() -> pipeline.Context:
@@ -145,16 +144,25 @@ def _rescheduling(fn):
             # waits until the consumer is restarted with the setting right.
             log.get_logger("objlib.worker").error("cannot work: fix the setting and restart",
                                                    error=str(err))
-            raise RetryTask(str(err), delay=pipeline.CONFIG_RETRY_S) from None
+            raise RetryTask(str(err), delay=_operator_wait_s()) from None
         except (CatalogError, QueueError) as err:
             # a read-only, locked, damaged or missing database is the operator's to fix, not
             # the file's: nothing is failed, and the task tries again (on a fresh connection)
             # until the fix is in
+            wait_s = _operator_wait_s()
             log.get_logger("objlib.worker").error("cannot work: the database cannot be used",
-                                                   error=str(err), retry_in_s=_OPERATOR_RETRY_S)
-            raise RetryTask(str(err), delay=_OPERATOR_RETRY_S) from None
+                                                   error=str(err), retry_in_s=wait_s)
+            raise RetryTask(str(err), delay=wait_s) from None
 
     return wrapper
+
+
+def _operator_wait_s() -> float:
+    """``operator_wait_s`` of the home in force (its config may be what needs the fix)."""
+    try:
+        return Settings.load().operator_wait_s
+    except ConfigError:
+        return Settings.operator_wait_s
 
 
 def _reporting(fn):

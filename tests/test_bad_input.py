@@ -220,16 +220,17 @@ def test_workers_without_an_api_key_say_so_and_fail_nothing(settings, library, e
     scan_library(settings, library)
     enqueue(settings)  # against the emulator
     # workers pointed at a real-looking endpoint, with no key in their environment
-    consumer = consumers(workers=2, env={"GOOGLE_GEMINI_BASE_URL": "https://gemini.invalid"})
+    consumer = consumers(workers=2, env={"GOOGLE_GEMINI_BASE_URL": "https://gemini.invalid",
+                                         "OBJLIB_OPERATOR_WAIT_S": "2"})
     wait_for(lambda: "GEMINI_API_KEY is not set" in consumer.log(), 30, what="the error")
     time.sleep(1)
     consumer.stop()
     states = file_states(settings)
     assert "failed" not in states and sum(states.values()) == 5, states
     assert "Traceback" not in consumer.log()
-    # and a consumer with the setting right finishes the work (the tasks wait 60 s: enqueue
-    # resumes at once what the first consumer held)
-    consumers(workers=2)
+    # and a consumer with the setting right finishes the work (the waiting tasks come back
+    # after operator_wait_s, 2 s here)
+    consumers(workers=2, env={"OBJLIB_OPERATOR_WAIT_S": "2"})
     wait_for(lambda: file_states(settings) == {"indexed": 5}, 120, 0.2, "all indexed")
 
 

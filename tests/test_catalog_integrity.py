@@ -20,6 +20,7 @@ from objlib.catalog import Catalog, lifecycle, open_catalog
 from objlib.catalog.lifecycle import NewFile
 from objlib.cli import cli
 from objlib.errors import CatalogError
+from objlib.settings import Settings
 
 COMMANDS = {"scan": ["scan", "LIBRARY"], "enqueue": ["enqueue"], "status": ["status"],
             "reconcile": ["reconcile"]}
@@ -207,7 +208,7 @@ def test_a_task_that_meets_a_read_only_catalogue_is_rescheduled_and_finishes_lat
     [task] = huey.pending()
     huey.dequeue()
     task_id = task.id
-    later = huey._get_timestamp() + timedelta(seconds=tasks._OPERATOR_RETRY_S + 60)
+    later = huey._get_timestamp() + timedelta(seconds=Settings.load().operator_wait_s + 60)
     # When the worker runs it, more often than huey's retry budget for unexpected errors,
     # while the catalogue cannot be written
     with read_only(settings.library_db):
@@ -218,7 +219,7 @@ def test_a_task_that_meets_a_read_only_catalogue_is_rescheduled_and_finishes_lat
             # Then the file is not failed: the same task waits for a while, then tries again
             assert file_states(settings) == {"queued": 1}
             assert task.eta >= huey._get_timestamp() + timedelta(
-                seconds=tasks._OPERATOR_RETRY_S - 5)
+                seconds=Settings.load().operator_wait_s - 5)
     huey.add_schedule(task)
     # and once the catalogue is writable, the task (then its poll) finishes the file
     for _ in range(10):

@@ -194,7 +194,7 @@ def test_a_refused_key_pauses_the_worker_step_and_fails_nothing(make_ctx, emulat
     assert isinstance(caught.value, ConfigError)  # what tasks.py waits out
     row = lc.get(ctx.catalog, row.id)
     assert (row.state, row.attempts, row.error_class) == ("uploading", 0, "bad_key")
-    assert row.lease_until >= time.time() + pipeline.CONFIG_RETRY_S
+    assert row.lease_until >= time.time() + ctx.settings.operator_wait_s
     assert errors_of(ctx.catalog, "bad_key") == 1
 
 
@@ -315,7 +315,8 @@ def test_a_refused_key_fails_nothing_and_a_restart_with_the_right_key_finishes(
     write_library(library, 6)
     scan_library(settings, library)
     enqueue(settings)
-    consumer = consumers(workers=3, env={"GEMINI_API_KEY": WRONG_KEY})
+    consumer = consumers(workers=3, env={"GEMINI_API_KEY": WRONG_KEY,
+                                         "OBJLIB_OPERATOR_WAIT_S": "2"})
     # Then they say why they cannot work, and fail nothing
     wait_for(lambda: "the API key was refused" in consumer.log(), 30, what="the error logged")
     catalog = open_catalog(settings)
@@ -326,7 +327,7 @@ def test_a_refused_key_fails_nothing_and_a_restart_with_the_right_key_finishes(
     assert "API_KEY_INVALID" in consumer.log() and "Traceback" not in consumer.log()
     assert WRONG_KEY not in consumer.log()
     # And restarted with the right key, everything is indexed (the paused tasks come back
-    # after pipeline.CONFIG_RETRY_S)
+    # after operator_wait_s, 2 s here)
     consumers(workers=3, env={"GEMINI_API_KEY": RIGHT_KEY})
     wait_for(lambda: file_states(settings) == {"indexed": 6}, 150, 0.5, "all indexed")
 
