@@ -156,8 +156,11 @@ def upload_chunk(app, req: Request, v: str, upload_id: str) -> Response:
     delay_s = app.behaviour.delay_s("upload")
     final = {"X-Goog-Upload-Status": "final"}
     if app.state.upload_kind(upload_id) == "file":
+        # ACTIVE in the answer itself unless an activate latency is set (then PROCESSING
+        # until that long after the answer)
+        activate_s = app.behaviour.delay_s("activate")
         file = app.state.finish_file_upload(
-            upload_id, active_after_s=delay_s + app.behaviour.delay_s("activate"))
+            upload_id, active_after_s=delay_s + activate_s if activate_s > 0 else 0.0)
         return Response(body={"file": file.to_api(req.base_url, v)}, headers=final,
                         delay_s=delay_s)
     op = app.state.finish_store_upload(

@@ -248,7 +248,7 @@ def _from_api_error(exc: genai_errors.APIError, call: str) -> GeminiError:
     text = f"{code} {status or 'ERROR'} on {call}" + (f": {message}" if message else "")
     cls = _kind_of(code, message)
     if cls is RateLimited and _STORAGE_LIMIT.search(message):
-        return StoreFull(_store_full_message(text, message), call=call, code=code, status=status)
+        return StoreFull(_store_full_message(text), call=call, code=code, status=status)
     reason = _key_refused(code, status, message, _error_infos(exc))
     if reason is not None:  # before "gone": a 403 that names the key is not a missing file
         return BadApiKey(f"the API key was refused on {call} ({code} {reason}): "
@@ -261,16 +261,15 @@ def _from_api_error(exc: genai_errors.APIError, call: str) -> GeminiError:
 
 
 # the real wording: "Corpus has reached the storage limit of 1000000000 bytes."
-_STORAGE_LIMIT = re.compile(r"storage limit(?: of (\d+) bytes)?", re.IGNORECASE)
+_STORAGE_LIMIT = re.compile(r"storage limit", re.IGNORECASE)
 TIERS = "Free 1 GB, Tier 1 10 GB, Tier 2 100 GB, Tier 3 1 TB; a document takes about 3x its size"
 
 
-def _store_full_message(text: str, message: str) -> str:
-    match = _STORAGE_LIMIT.search(message)
-    limit = f" ({int(match.group(1)) / 1e9:g} GB)" if match and match.group(1) else ""
-    return (f"the project's File Search storage is full{limit}: {text.rstrip('.')}. Delete documents or "
-            f"stores you no longer need, or raise the project's tier ({TIERS}), then run "
-            "`objlib enqueue --retry-failed`")
+def _store_full_message(text: str) -> str:
+    """The API's text (it names the limit) and what to do about it."""
+    return (f"the project's File Search storage is full: {text.rstrip('.')}. Delete "
+            f"documents or stores you no longer need, or raise the project's tier ({TIERS}), "
+            "then run `objlib enqueue --retry-failed`")
 
 
 def breaker_status(exc: BaseException, status: int | None) -> int | None:
