@@ -506,17 +506,19 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
     settings = Settings.load(home)
     state_dir = tmp_path / "emulator-state"
     first = Emulator(seed=6, state_dir=state_dir, latency={"upload": 0.05, "index": 0.3}).start()
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", first.base_url)
-    write_library(library, 40)
-    scan_library(settings, library)
-    queue.enqueue(settings)
-    consumers(workers=7, env={"GOOGLE_GEMINI_BASE_URL": first.base_url})
-    wait_for(lambda: file_states(settings).get("indexed", 0) >= 8, 60, 0.1, "some progress")
-    # When the emulator stops and a new one starts from the same directory (a restart)
-    first.stop()
-    second = Emulator(port=first.port, seed=7, state_dir=state_dir,
-                      latency={"upload": 0.05, "index": 0.3}).start()
+    second = None
     try:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", first.base_url)
+        write_library(library, 40)
+        scan_library(settings, library)
+        queue.enqueue(settings)
+        consumers(workers=7, env={"GOOGLE_GEMINI_BASE_URL": first.base_url})
+        wait_for(lambda: file_states(settings).get("indexed", 0) >= 8, 60, 0.1, "some progress")
+        # When the emulator stops and a new one starts from the same directory (a restart)
+        first.stop()
+        assert file_states(settings).get("indexed", 0) < 40, "the restart came too late"
+        second = Emulator(port=first.port, seed=7, state_dir=state_dir,
+                          latency={"upload": 0.05, "index": 0.3}).start()
         # Then the run finishes: one document per file, and reconcile finds no drift
         wait_for(lambda: file_states(settings) == {"indexed": 40}, 90, 0.2, "all indexed")
         documents = [d for store in second.stats()["stores"].values()
@@ -526,4 +528,6 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
         assert len(versions) == len(set(versions)) == 40
         assert rc.reconcile(settings).drift == 0
     finally:
-        second.stop()
+        first.stop()
+        if second is not None:
+            second.stop()
