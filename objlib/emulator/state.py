@@ -18,12 +18,19 @@ Choices where the real service is unverified (documented, deliberate):
 
 - a missing store, document or operation answers 404 NOT_FOUND; a missing, deleted or expired
   raw file answers 403 PERMISSION_DENIED, as the real Files API does;
-- importFile of a raw file that is still PROCESSING answers 400 FAILED_PRECONDITION; of a
-  missing one, 403 PERMISSION_DENIED (the permission check on the file comes first);
+- importFile of a raw file that is still PROCESSING (only with an ``activate`` latency) answers
+  400 FAILED_PRECONDITION; of a missing one, 403 PERMISSION_DENIED (the permission check on
+  the file comes first);
+- what cannot be indexed (``check_indexable``) and the storage limit (``_check_storage``) are
+  checked after that, in this order; their wording is the emulator's except the storage
+  limit's, which is the real one (see the package docstring for every source);
 - deleting a document without ``force`` answers 400 FAILED_PRECONDITION unless the document is
   STATE_FAILED (it holds no chunks); field experience says a delete needs ``force=True``;
 - a document id is ``{raw file id}-{12 random}`` even when that exceeds 40 characters (a long
-  client-chosen raw id): match documents to raw files by ``displayName``, which is exact;
+  client-chosen raw id): match documents to raw files by ``displayName``, which is exact; an
+  uploaded document's id (and its operation's) is ``{slug of its display name}-{12 random}``;
+- a store's ``sizeBytes`` is the input size of its ACTIVE documents (the 3x of the storage
+  limit is not shown there);
 - lists are ordered by creation (files too), and page tokens stay valid when items are deleted
   between pages (a token names the first item of the next page, not an offset).
 """
