@@ -7,6 +7,8 @@ chunks and v1alpha, the real id shapes, and state that survives a restart."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
 import json
 import re
@@ -449,6 +451,27 @@ def test_the_state_survives_a_restart_with_the_same_state_dir(tmp_path):
 
     assert (store.display_name, raw_file.name) == ("kept", "files/kept")
     assert doc.state == types.DocumentState.STATE_ACTIVE and fresh.name != op.name
+
+
+def test_an_upload_cut_off_between_chunks_resumes_after_a_restart(tmp_path):
+    start = {**KEY, "X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+             "X-Goog-Upload-Header-Content-Length": "10",
+             "X-Goog-Upload-Header-Content-Type": "text/plain"}
+    with Emulator(state_dir=tmp_path) as first:
+        _, started, _ = raw(first, "POST", "/upload/v1beta/files", b"{}", start)
+        path = started["X-Goog-Upload-URL"].removeprefix(first.base_url)
+        raw(first, "POST", path, b"01234", {"X-Goog-Upload-Command": "upload",
+                                             "X-Goog-Upload-Offset": "0"})
+        port = first.port
+
+    with Emulator(port=port, state_dir=tmp_path) as second:
+        status, _, body = raw(second, "POST", path, b"56789", {
+            "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "5"})
+
+    assert status == 200 and body["file"]["sizeBytes"] == "10"
+    assert base64.b64decode(body["file"]["sha256Hash"]).decode() == \
+        hashlib.sha256(b"0123456789").hexdigest()
+    assert list((tmp_path / "uploads").iterdir()) == []
 
 
 def test_a_damaged_state_file_is_refused_cleanly(tmp_path):

@@ -48,8 +48,9 @@ report of the real API's answer; [unknown] = not documented nor seen: the strict
   [wire: real Document sample]; uploadToFileSearchStore gives the document and its
   operation one id, ``{slug of the display name}-{12 random}`` [issue 13: seen on the real
   service].
-- ``state_dir``: stores, raw files, documents and operations survive a restart (``persist.py``),
-  as they do on the real service (raw files expire after 48 h [doc]).
+- ``state_dir``: stores, raw files, documents, operations and unfinished resumable uploads
+  survive a restart (``persist.py``), as they do on the real service (raw files expire after
+  48 h [doc]).
 """
 
 from objlib.emulator.behaviour import FAULT_KINDS, LATENCY_STEPS, PROFILES, Profile, parse_knobs

@@ -1,7 +1,9 @@
 """``--state-dir DIR``: the emulator's stores, raw files, documents and operations survive a
 restart, as the real service's do.
 
-The state lives in ``DIR/state.json``. It is read once at start and written atomically
+The state lives in ``DIR/state.json`` (the bytes of unfinished uploads in ``DIR/uploads/``,
+appended as chunks arrive, so a session cut off between two chunks resumes after a restart).
+It is read once at start and written atomically
 (a temporary file, fsync, ``os.replace``) by a background thread whenever it changed, at most
 every ``interval_s``, and once more at stop. So a clean stop (Ctrl+C, ``Emulator.stop()``)
 loses nothing; a killed emulator loses at most the last ``interval_s`` of changes. Writing the
@@ -34,6 +36,7 @@ class StateDir:
                  interval_s: float = SAVE_INTERVAL_S):
         self.path = Path(directory) / STATE_FILE
         self.state = state
+        state.spool_dir = Path(directory) / "uploads"
         self.interval_s = interval_s
         self._written: str | None = None
         self._lock = threading.Lock()

@@ -48,6 +48,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 FILE_TTL_S = 48 * 3600
 MAX_METADATA = 20
@@ -423,6 +424,7 @@ class State:
         self._rng = random.Random(None if seed is None else f"{seed}:ids")
         self.skew_s = 0.0
         self.storage_limit_bytes = storage_limit_bytes or None  # 0 or None: no limit
+        self.spool_dir: Path | None = None  # with a state dir: upload chunks kept on disk
         self.reset()
 
     @_locked
@@ -433,21 +435,24 @@ class State:
         self.operations: dict[str, Operation] = {}  # by name
         self.uploads: dict[str, Upload] = {}
         self._seq = 0
+        for spool in self.spool_dir.glob("UP*") if self.spool_dir else ():
+            spool.unlink(missing_ok=True)
 
     # -- surviving a restart (persist.py writes and reads these)
 
     @_locked
     def snapshot(self) -> dict:
-        """Everything a restart must keep, as JSON-able data. An upload session is kept only
-        before its first chunk: a running SHA-256 cannot be saved, so a session cut off in
-        the middle answers 404 after a restart and its client starts the upload again."""
+        """Everything a restart must keep, as JSON-able data. An upload session with chunks
+        received is kept only with a ``spool_dir`` (its bytes are there: a running SHA-256
+        cannot be saved, so it is computed again from them at restore)."""
         return {"format": SNAPSHOT_FORMAT, "seq": self._seq, "skew_s": self.skew_s,
                 "files": [asdict(f) for f in self.files.values()],
                 "stores": [asdict(s) for s in self.stores.values()],
                 "documents": [asdict(d) for d in self.documents.values()],
                 "operations": [asdict(o) for o in self.operations.values()],
                 "uploads": [{k: v for k, v in vars(u).items() if k != "sha256"}
-                            for u in self.uploads.values() if u.received == 0]}
+                            for u in self.uploads.values()
+                            if u.received == 0 or self.spool_dir is not None]}
 
     @_locked
     def restore(self, snapshot: dict) -> None:
@@ -459,7 +464,8 @@ class State:
             stores = {s.name: s for s in (Store(**s) for s in snapshot["stores"])}
             documents = {d.name: d for d in (Document(**d) for d in snapshot["documents"])}
             operations = {o.name: o for o in (Operation(**o) for o in snapshot["operations"])}
-            uploads = {u["id"]: Upload(**u) for u in snapshot["uploads"]}
+            uploads = {u.id: u for u in (self._resumed(Upload(**u)) for u in snapshot["uploads"])
+                       if u is not None}
             seq, skew_s = int(snapshot["seq"]), float(snapshot["skew_s"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"damaged emulator state: {exc!r}") from None
@@ -467,6 +473,22 @@ class State:
         self.operations, self.uploads, self._seq, self.skew_s = operations, uploads, seq, skew_s
         # the same seed would replay the ids already handed out: continue from elsewhere
         self._rng = random.Random(None if self._seed is None else f"{self._seed}:ids:{seq}")
+
+    def _resumed(self, upload: Upload) -> Upload | None:
+        """An upload session with its SHA-256 computed again from its spooled bytes; None
+        when they are not all there (the session is dropped: its next chunk gets 404)."""
+        if upload.received == 0:
+            return upload
+        spool = self._spool(upload.id)
+        if spool is None or not spool.is_file() or spool.stat().st_size != upload.received:
+            return None
+        with spool.open("rb") as data:
+            while chunk := data.read(1 << 20):
+                upload.sha256.update(chunk)
+        return upload
+
+    def _spool(self, upload_id: str) -> Path | None:
+        return None if self.spool_dir is None else self.spool_dir / upload_id
 
     # -- time and ids
 
@@ -601,6 +623,11 @@ class State:
                           "bytes received so far.")
         if upload.size_bytes is not None and upload.received + len(data) > upload.size_bytes:
             raise invalid(f"The upload is larger than the announced {upload.size_bytes} bytes.")
+        spool = self._spool(upload_id)
+        if spool is not None and data:
+            spool.parent.mkdir(parents=True, exist_ok=True)
+            with spool.open("ab") as out:
+                out.write(data)
         upload.sha256.update(data)
         upload.received += len(data)
         return upload.received
@@ -631,6 +658,8 @@ class State:
             raise invalid(f"The upload ended after {upload.received} of the announced "
                           f"{upload.size_bytes} bytes.")
         del self.uploads[upload_id]
+        if (spool := self._spool(upload_id)) is not None:
+            spool.unlink(missing_ok=True)
         return upload
 
     # -- stores
