@@ -258,7 +258,7 @@ class Operation:
         if self.done and not initial:
             out["done"] = True
         if self.done and self.failed and not initial:
-            out["error"] = {"code": 13, "message": INDEX_FAILED_MESSAGE, "details": []}
+            out["error"] = {"code": 13, "message": INDEX_FAILED_MESSAGE}  # no details: omitted
         elif self.kind == "upload":
             # the real upload finalize already names the document, before it is done
             out["response"] = proto_json({
