@@ -124,24 +124,39 @@ def worker(ctx, workers, worker_type, no_periodic):
 @click.option("--seed", type=int, help="Seed for ids, jitter and faults (reproducible runs).")
 @click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
               help="Accept only this key (repeatable); others get the real 400 API_KEY_INVALID.")
+@click.option("--storage-limit-bytes", type=click.IntRange(min=0), default=1_000_000_000,
+              show_default=True, metavar="N", help="The project's File Search storage (the "
+              "free tier's 1 GB); a document is counted 3 x its size; an import past it gets "
+              "the real 429 'Corpus has reached the storage limit'. 0 = no limit.")
+@click.option("--state-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Keep stores, files, documents and operations in DIR across restarts.")
 @_fail_cleanly
-def emulator(host, port, profile, latency, fault, rpm, seed, api_keys):
+def emulator(host, port, profile, latency, fault, rpm, seed, api_keys, storage_limit_bytes,
+             state_dir):
     """Serve a local Gemini File Search emulator until Ctrl+C.
+
+    Uploads are ACTIVE at once, as on the real service (--latency activate=S makes them
+    PROCESSING for S seconds).
 
     \b
     Example:
         objlib emulator --profile realistic --fault rate_limit=0.05 --rpm 600 --seed 7
+        objlib emulator --state-dir ~/.objlib-emulator --storage-limit-bytes 10000000000
     """
     from objlib.emulator import FAULT_KINDS, LATENCY_STEPS, Emulator, parse_knobs
 
     try:
         emu = Emulator(host=host, port=port, profile=profile, rpm=rpm, seed=seed,
-                       api_keys=api_keys or None,
+                       api_keys=api_keys or None, storage_limit_bytes=storage_limit_bytes,
+                       state_dir=state_dir,
                        latency=parse_knobs(latency, LATENCY_STEPS, "--latency"),
                        faults=parse_knobs(fault, FAULT_KINDS, "--fault"))
-        emu.start()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot use --state-dir {state_dir}: {exc}") from exc
+    try:
+        emu.start()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     click.echo(f"Gemini emulator ({profile}) on {emu.base_url}; Ctrl+C to stop. Point objlib at it:")

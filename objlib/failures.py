@@ -37,6 +37,9 @@ _BEFORE_RETRY = {
                    "records it as skipped with the reason"),
     "permanent": "the API refused it: read the message and fix the file or the settings",
     "config": "fix the configuration (GEMINI_API_KEY, the store) first",
+    "store_full": ("the project's File Search storage is full: delete documents or stores you "
+                   "no longer need, or raise the project's tier (Free 1 GB, Tier 1 10 GB, "
+                   "Tier 2 100 GB, Tier 3 1 TB; a document takes about 3x its size)"),
 }
 
 

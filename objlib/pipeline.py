@@ -311,7 +311,8 @@ def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step)
     re-schedules with backoff (raising Deferred), and a refused key is raised on for the task
     to wait out; neither spends the file's attempts nor fails it, however long it lasts. 429
     and transient errors re-schedule with backoff until their bound; anything else fails the
-    row with its class and message."""
+    row with its class and message at once — a full store (``store_full``, a 429 that is no
+    request to slow down) among them: no retry can succeed until a human frees space."""
     cat, now = ctx.catalog, ctx.clock()
     message = str(err)
     if isinstance(err, (Unavailable, ConfigError)):

@@ -134,10 +134,12 @@ def test_a_9_mib_upload_goes_in_two_chunks(client, emulator):
     assert emulator.stats()["requests"]["upload.chunk"] == 2
 
 
-def test_a_0_byte_upload_is_one_empty_finalize(client, emulator):
-    got = upload(client, "empty", b"")
+def test_a_0_byte_upload_is_one_empty_finalize_and_refused(client, emulator):
+    with pytest.raises(errors.ClientError) as exc:
+        upload(client, "empty", b"")
 
-    assert got.size_bytes == 0 and got.state == types.FileState.ACTIVE
+    assert exc.value.code == 400 and exc.value.status == "INVALID_ARGUMENT"
+    assert "empty" in exc.value.message
     assert emulator.stats()["requests"]["upload.chunk"] == 1
 
 
@@ -172,9 +174,9 @@ def test_stores_create_list_get_and_delete(client):
     got = client.file_search_stores.get(name=made[0].name)
     client.file_search_stores.delete(name=made[1].name)
 
-    assert re.fullmatch(r"fileSearchStores/store-0-[a-z0-9]{12}", made[0].name)
+    assert re.fullmatch(r"fileSearchStores/store0-[a-z0-9]{12}", made[0].name)
     assert listed == [s.name for s in made] + [bare.name]
-    assert got.display_name == "Store 0" and got.active_documents_count == 0
+    assert got.display_name == "Store 0" and got.active_documents_count is None  # 0: omitted
     assert got.embedding_model == "models/gemini-embedding-001"
     assert [s.name for s in client.file_search_stores.list()] == [
         made[0].name, made[2].name, bare.name]
@@ -184,7 +186,7 @@ def test_a_store_name_keeps_within_40_id_characters(client):
     store = client.file_search_stores.create(config={"display_name": "A very long name " * 9})
 
     store_id = store.name.removeprefix("fileSearchStores/")
-    assert len(store_id) <= 40 and store_id.startswith("a-very-long-name-")
+    assert len(store_id) <= 40 and store_id.startswith("averylongnameaverylongnamea-")
 
 
 def test_a_missing_store_is_404(client):
@@ -231,7 +233,7 @@ def test_import_file_with_all_metadata_types_indexes_a_document(client, emulator
         ("author", "Ayn Rand", None, None), ("year", None, 1957.0, None),
         ("tags", None, None, ["ethics", "novel"])]
     stored = client.file_search_stores.get(name=store.name)
-    assert (stored.active_documents_count, stored.pending_documents_count) == (1, 0)
+    assert (stored.active_documents_count, stored.pending_documents_count) == (1, None)
     assert stored.size_bytes == raw_file.size_bytes
 
 
@@ -410,7 +412,7 @@ def test_upload_chunks_carry_their_status_even_on_errors(emulator):
 
 def test_bodies_may_be_snake_case_and_force_may_be_lowercase(emulator):
     key = {"x-goog-api-key": "k"}
-    emulator.state.add_file("snake")
+    emulator.state.add_file("snake", data=b"snake case")
     _, _, store = raw(emulator, "POST", "/v1beta/fileSearchStores",
                       b'{"display_name": "snake store"}', key)
     status, _, op = raw(emulator, "POST", f"/v1beta/{store['name']}:importFile",

@@ -7,6 +7,50 @@ table) and ``server`` (the threaded HTTP server and ``Emulator``).
 
     with Emulator(profile="instant", faults={"rate_limit": 0.1}, seed=1) as emu:
         os.environ["GOOGLE_GEMINI_BASE_URL"] = emu.base_url
+
+What it does as the real service does, and the source of each behaviour ([wire] = the SDK
+capture in ``shared/reference/gemini-wire-spec.md``; [doc] = ai.google.dev; [issue] = a public
+report of the real API's answer; [unknown] = not documented nor seen: the stricter answer):
+
+- An upload answers ``ACTIVE`` at once, ``createTime == updateTime`` [wire: the one real File
+  sample; PROCESSING is documented for video only]. ``--latency activate=S`` (0 in every
+  profile) makes it PROCESSING for S seconds; importFile then answers 400 FAILED_PRECONDITION
+  [unknown].
+- The project's File Search storage is limited: ``storage_limit_bytes`` (default 1,000,000,000,
+  the free tier [doc: file-search "Rate limits": Free 1 GB, Tier 1 10 GB, Tier 2 100 GB,
+  Tier 3 1 TB]; a document counts 3 x its size [doc: "about 3x the input"]; FAILED documents
+  count nothing [unknown]). An import or store upload past it answers
+  ``429 RESOURCE_EXHAUSTED "Corpus has reached the storage limit of N bytes."`` with no
+  details [issue: googleapis/python-genai#1774]. The emulator refuses the document that would
+  cross the limit, not only once it is reached [unknown: stricter].
+- An unknown JSON field is ``400 INVALID_ARGUMENT "Invalid JSON payload received. Unknown name
+  "x" at 'path': Cannot find field."`` with a ``google.rpc.BadRequest`` of ``fieldViolations``
+  [issue: decolua/9router#1876, danny-avila/LibreChat#11761]; both proto and camelCase names
+  are known [wire]. See ``schema.py``.
+- The API key: with ``api_keys``, any other key is ``400 INVALID_ARGUMENT "API key not valid"``
+  with ErrorInfo ``API_KEY_INVALID`` [issue: public reports]; no key at all is 403 [unknown].
+- What File Search cannot index is refused on importFile and uploadToFileSearchStore with
+  400 INVALID_ARGUMENT [message: unknown]: a type that is neither ``text/*`` nor a listed
+  document/code type (PNG and other images, ``application/octet-stream``, audio, video)
+  [doc: file-search "Supported file types"; "Audio and video formats are not currently
+  supported"; images need a multimodal embedding model the emulator does not offer], an empty
+  document [unknown: stricter], one over 100,000,000 bytes [doc: 100 MB per document; decimal
+  is the stricter reading]. files.upload refuses an empty file and an announced size over
+  2 GB [doc: 2 GB per file; empty: unknown, stricter]; it takes any type [doc: the Files API
+  holds media].
+- Zero counters, zero sizes, empty strings and empty lists are left out of every answer, as
+  proto3 JSON does [issue 13: seen on the real service]; the SDK then reads None.
+- Upload chunks may be POST (the SDK) or PUT [issue 13: LiteLLM's ingest]; ``v1``,
+  ``v1beta`` and ``v1alpha`` are served alike [wire; issue 13: a third-party CLI uses v1alpha].
+- Ids: a store is ``{display name lowercased, non-alphanumerics dropped}-{12 random}``
+  (``sam-basic`` -> ``sambasic-...``) [issue 13: seen on the real service; issue
+  python-genai#1774 shows such ids]; importFile's document is ``{raw file id}-{12 random}``
+  [wire: real Document sample]; uploadToFileSearchStore gives the document and its
+  operation one id, ``{slug of the display name}-{12 random}`` [issue 13: seen on the real
+  service].
+- ``state_dir``: stores, raw files, documents, operations and unfinished resumable uploads
+  survive a restart (``persist.py``), as they do on the real service (raw files expire after
+  48 h [doc]).
 """
 
 from objlib.emulator.behaviour import FAULT_KINDS, LATENCY_STEPS, PROFILES, Profile, parse_knobs

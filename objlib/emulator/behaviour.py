@@ -5,7 +5,10 @@ Latency steps (seconds; each delays the *response*, the work is done first):
 
 =========  ==================================================================================
 upload     before answering the finalize chunk of a resumable upload
-activate   a raw file is PROCESSING for this long after the finalize response, then ACTIVE
+activate   a raw file is PROCESSING for this long after the finalize response, then ACTIVE;
+           0 in every profile: the real service answers an upload ACTIVE at once, with
+           createTime == updateTime (the one real sample, gemini-wire-spec.md "File";
+           PROCESSING is documented for video). ``--latency activate=S`` brings it back.
 import     before answering importFile (the document already exists, STATE_PENDING)
 index      from importFile (or the upload finalize) to operation done / document ACTIVE
 call       before answering any other call, errors included
@@ -13,9 +16,9 @@ call       before answering any other call, errors included
 
 Profiles. ``instant``: all zero. ``realistic``: the field figures scaled down 10x. An earlier
 pipeline saw upload -> import -> operation done take 4-6 s for a 20-100 KB transcript and a
-``documents.get`` P50 of 0.24 s (``field-lessons.md``). Split as roughly upload 1 s, activate
-1 s, import 0.5 s, index 3 s, call 0.25 s and divided by ten: upload 0.1, activate 0.1, import
-0.05, index 0.3, call 0.025 (about 0.55 s per file end to end), each with a seeded +-20 % jitter.
+``documents.get`` P50 of 0.24 s (``field-lessons.md``). Split as roughly upload 1 s, import
+0.5 s, index 3 s, call 0.25 s and divided by ten: upload 0.1, import 0.05, index 0.3, call
+0.025 (about 0.45 s per file end to end), each with a seeded +-20 % jitter; activate 0.
 A few hundred files at 7 workers then finish in well under a minute, so a demo shows the
 pipeline's shape without waiting on it; ``--latency index=1.5`` and the like stretch any step.
 ``Profile.file_s()`` is the end-to-end lower bound for one file, for throughput arithmetic.
@@ -84,7 +87,7 @@ def _profile(name: str, latency_s: dict[str, float], jitter: float = 0.0) -> Pro
 
 PROFILES = MappingProxyType({
     "instant": _profile("instant", {}),
-    "realistic": _profile("realistic", {"upload": 0.1, "activate": 0.1, "import": 0.05,
+    "realistic": _profile("realistic", {"upload": 0.1, "activate": 0.0, "import": 0.05,
                                         "index": 0.3, "call": 0.025}, jitter=0.2),
 })
 

@@ -3,7 +3,8 @@
 Every handler is ``handler(app, req, **route_params) -> Response``; ``app`` gives ``.state``
 (state.State) and ``.behaviour`` (behaviour.Behaviour). Domain errors are raised as
 ``ApiError`` and rendered by the server. Request bodies may use camelCase or snake_case keys
-(the SDK sends nested objects in snake_case); an empty body is an empty object.
+(the SDK sends nested objects in snake_case); an empty body is an empty object; a name that
+is neither is refused as the real API refuses it (``schema.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from objlib.emulator import schema
 from objlib.emulator.state import ApiError, invalid
 
 CHUNK_GRANULARITY = 8 * 1024 * 1024
@@ -29,7 +31,12 @@ class Request:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
-    def json(self) -> dict:
+    def json(self, fields: dict | None = None) -> dict:
+        """The body as an object; with ``fields`` (a ``schema`` dict) unknown names are a 400."""
+        data = self._parsed()
+        return data if fields is None else schema.check(data, fields)
+
+    def _parsed(self) -> dict:
         if not self.body.strip():
             return {}
         try:
@@ -70,7 +77,7 @@ def _listing(key: str, items: list[dict], token: str | None) -> Response:
 
 
 def files_upload_start(app, req: Request, v: str) -> Response:
-    meta = req.json().get("file") or {}
+    meta = req.json(schema.CREATE_FILE).get("file") or {}
     _begin_upload(app, req)
     upload = app.state.start_upload(
         "file", mime_type=_upload_mime(req, meta), size_bytes=_upload_size(req, meta),
@@ -136,8 +143,8 @@ def _chunk_offset(req: Request) -> int | None:
 
 
 def upload_chunk(app, req: Request, v: str, upload_id: str) -> Response:
-    """One chunk POST (``upload``, ``upload, finalize`` or ``query``); the server marks any
-    error answer ``X-Goog-Upload-Status: final``."""
+    """One chunk, POST or PUT (``upload``, ``upload, finalize`` or ``query``); the server
+    marks any error answer ``X-Goog-Upload-Status: final``."""
     commands = {c.strip().lower() for c in (req.header("X-Goog-Upload-Command") or "").split(",")}
     if not commands & {"upload", "finalize", "query"}:
         raise invalid(f"Unknown X-Goog-Upload-Command {req.header('X-Goog-Upload-Command')!r}.")
@@ -149,8 +156,11 @@ def upload_chunk(app, req: Request, v: str, upload_id: str) -> Response:
     delay_s = app.behaviour.delay_s("upload")
     final = {"X-Goog-Upload-Status": "final"}
     if app.state.upload_kind(upload_id) == "file":
+        # ACTIVE in the answer itself unless an activate latency is set (then PROCESSING
+        # until that long after the answer)
+        activate_s = app.behaviour.delay_s("activate")
         file = app.state.finish_file_upload(
-            upload_id, active_after_s=delay_s + app.behaviour.delay_s("activate"))
+            upload_id, active_after_s=delay_s + activate_s if activate_s > 0 else 0.0)
         return Response(body={"file": file.to_api(req.base_url, v)}, headers=final,
                         delay_s=delay_s)
     op = app.state.finish_store_upload(
@@ -167,7 +177,7 @@ def _store_name(store_id: str) -> str:
 
 
 def stores_create(app, req: Request, v: str) -> Response:
-    body = req.json()
+    body = req.json(schema.CREATE_STORE)
     store = app.state.create_store(field_of(body, "displayName"), field_of(body, "embeddingModel"))
     return Response(body=store.to_api())
 
@@ -187,7 +197,7 @@ def stores_delete(app, req: Request, v: str, store_id: str) -> Response:
 
 
 def stores_import_file(app, req: Request, v: str, store_id: str) -> Response:
-    body = req.json()
+    body = req.json(schema.IMPORT_FILE)
     op = app.state.import_file(
         _store_name(store_id), field_of(body, "fileName"), field_of(body, "customMetadata"),
         index_after_s=app.behaviour.delay_s("index"), outcome=app.behaviour.index_outcome())
@@ -195,7 +205,7 @@ def stores_import_file(app, req: Request, v: str, store_id: str) -> Response:
 
 
 def stores_upload_start(app, req: Request, v: str, store_id: str) -> Response:
-    body = req.json()
+    body = req.json(schema.UPLOAD_TO_STORE)
     _begin_upload(app, req)
     upload = app.state.start_upload(
         "store", mime_type=_upload_mime(req, body), size_bytes=_upload_size(req, {}),

@@ -3,8 +3,10 @@
 Kinds: ``api`` calls need an API key and meet the quota and the faults; ``chunk`` (a POST to an
 upload URL, recognised by its ``upload_id``) is authenticated by that id alone; ``admin`` is
 ``/_emulator/*``, outside the faults, the quota and the statistics; ``unknown`` (no route)
-is a 404 NOT_FOUND, counted but never faulted. Both ``v1`` and ``v1beta``
-are served. Resource names are matched verbatim, as the SDK puts them in the path.
+is a 404 NOT_FOUND, counted but never faulted. ``v1``, ``v1beta`` and ``v1alpha`` are served
+alike (a third-party CLI lists documents through v1alpha). A chunk may come as POST (the SDK)
+or PUT (LiteLLM's ingest). Resource names are matched verbatim, as the SDK puts them in the
+path.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Callable
 
 from objlib.emulator import handlers as h
 
-_V = r"(?P<v>v1|v1beta)"
+_V = r"(?P<v>v1|v1beta|v1alpha)"
 _ID = r"[^/:?]+"
 _STORE = rf"fileSearchStores/(?P<store_id>{_ID})"
 _OPERATION = rf"(?P<name>fileSearchStores/{_ID}(?:/upload)?/operations/{_ID})"
@@ -62,7 +64,7 @@ NOT_FOUND = _route("ANY", r".*", "unknown", h.not_found_route, "unknown")
 
 def resolve(method: str, path: str, query: dict[str, str]) -> tuple[Route, dict[str, str]]:
     """The route for a request and its path parameters (NOT_FOUND when nothing matches)."""
-    if method == "POST" and "upload_id" in query and (m := UPLOAD_CHUNK.pattern.match(path)):
+    if method in ("POST", "PUT") and "upload_id" in query and (m := UPLOAD_CHUNK.pattern.match(path)):
         return UPLOAD_CHUNK, {**m.groupdict(), "upload_id": query["upload_id"]}
     for route in ROUTES:
         if route.method == method and (m := route.pattern.match(path)):

@@ -7,7 +7,8 @@ each response (status line, headers and body) in ONE ``send``: with headers and 
 segments, Nagle and delayed ACKs make every call wait ~40 ms instead of ~1 ms.
 
 ``Emulator.stop()`` also closes the open keep-alive connections, so clients really see the
-emulator go away; ``start()`` again binds the same port and keeps the state.
+emulator go away; ``start()`` again binds the same port and keeps the state. With a
+``state_dir`` the state also survives a new process (``persist.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from objlib.emulator import routes
 from objlib.emulator.behaviour import Behaviour
+from objlib.emulator.persist import StateDir
 from objlib.emulator.handlers import Request, Response
-from objlib.emulator.state import ApiError, State, key_not_valid
+from objlib.emulator.state import DEFAULT_STORAGE_LIMIT_BYTES, ApiError, State, key_not_valid
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,9 @@ class Emulator:
     """The emulator on a background thread; a context manager.
 
     ``api_keys``: when given, only these keys are valid (others get the real API's 400
-    API_KEY_INVALID).
+    API_KEY_INVALID). ``storage_limit_bytes``: the project's File Search storage (3 x the
+    input of its documents; 0 or None: unlimited). ``state_dir``: keep the state there
+    across restarts (loaded now; ValueError if what is there is not a saved state).
 
     >>> with Emulator(profile="instant", seed=1) as emu:
     ...     client = genai.Client(api_key="k", http_options={"base_url": emu.base_url})
@@ -168,10 +172,17 @@ class Emulator:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, profile: str = "instant",
                  latency: dict | None = None, faults: dict | None = None,
-                 rpm: int | None = None, seed: int | None = None, api_keys=None):
+                 rpm: int | None = None, seed: int | None = None, api_keys=None,
+                 storage_limit_bytes: int | None = DEFAULT_STORAGE_LIMIT_BYTES,
+                 state_dir=None):
+        if storage_limit_bytes is not None and storage_limit_bytes < 0:
+            raise ValueError(f"storage_limit_bytes must be >= 0, not {storage_limit_bytes}")
         self.host = host
         self.port = port
-        self.state = State(seed=seed)
+        self.state = State(seed=seed, storage_limit_bytes=storage_limit_bytes)
+        self.state_dir = None if state_dir is None else StateDir(state_dir, self.state)
+        if self.state_dir is not None:
+            self.state_dir.load()
         self.behaviour = Behaviour(profile, latency, faults, rpm, seed, api_keys=api_keys)
         self.app = App(self.state, self.behaviour)
         self._server: _Server | None = None
@@ -191,6 +202,8 @@ class Emulator:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={
             "poll_interval": 0.05}, name=f"gemini-emulator:{self.port}", daemon=True)
         self._thread.start()
+        if self.state_dir is not None:
+            self.state_dir.start()
         return self
 
     def stop(self) -> None:
@@ -202,6 +215,8 @@ class Emulator:
         server.server_close()
         server.close_connections()
         self._thread.join(timeout=5)
+        if self.state_dir is not None:
+            self.state_dir.stop()
 
     def serve_forever(self) -> None:
         """Serve in the foreground until Ctrl+C (KeyboardInterrupt), then stop cleanly."""

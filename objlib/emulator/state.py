@@ -18,12 +18,19 @@ Choices where the real service is unverified (documented, deliberate):
 
 - a missing store, document or operation answers 404 NOT_FOUND; a missing, deleted or expired
   raw file answers 403 PERMISSION_DENIED, as the real Files API does;
-- importFile of a raw file that is still PROCESSING answers 400 FAILED_PRECONDITION; of a
-  missing one, 403 PERMISSION_DENIED (the permission check on the file comes first);
+- importFile of a raw file that is still PROCESSING (only with an ``activate`` latency) answers
+  400 FAILED_PRECONDITION; of a missing one, 403 PERMISSION_DENIED (the permission check on
+  the file comes first);
+- what cannot be indexed (``check_indexable``) and the storage limit (``_check_storage``) are
+  checked after that, in this order; their wording is the emulator's except the storage
+  limit's, which is the real one (see the package docstring for every source);
 - deleting a document without ``force`` answers 400 FAILED_PRECONDITION unless the document is
   STATE_FAILED (it holds no chunks); field experience says a delete needs ``force=True``;
 - a document id is ``{raw file id}-{12 random}`` even when that exceeds 40 characters (a long
-  client-chosen raw id): match documents to raw files by ``displayName``, which is exact;
+  client-chosen raw id): match documents to raw files by ``displayName``, which is exact; an
+  uploaded document's id (and its operation's) is ``{slug of its display name}-{12 random}``;
+- a store's ``sizeBytes`` is the input size of its ACTIVE documents (the 3x of the storage
+  limit is not shown there);
 - lists are ordered by creation (files too), and page tokens stay valid when items are deleted
   between pages (a token names the first item of the next page, not an offset).
 """
@@ -39,17 +46,23 @@ import re
 import string
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 FILE_TTL_S = 48 * 3600
 MAX_METADATA = 20
+MAX_FILE_BYTES = 2 * 1000 ** 3        # Files API: 2 GB per file
+MAX_DOCUMENT_BYTES = 100 * 1000 ** 2  # File Search: 100 MB per document
+DEFAULT_STORAGE_LIMIT_BYTES = 1000 ** 3  # the free tier's 1 GB of File Search storage
+STORED_BYTES_PER_INPUT_BYTE = 3       # "stored size is about 3x the input" (embeddings)
 MAX_DISPLAY_NAME = 512
 DEFAULT_EMBEDDING_MODEL = "models/gemini-embedding-001"
 IMPORT_RESPONSE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
 UPLOAD_RESPONSE_TYPE = (
     "type.googleapis.com/google.ai.generativelanguage.v1main.UploadToFileSearchStoreResponse"
 )
+SNAPSHOT_FORMAT = 1
 INDEX_FAILED_MESSAGE = "Failed to index the document: an internal error occurred."
 
 # page sizes: (default, maximum)
@@ -114,6 +127,12 @@ def timestamp(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def proto_json(fields: dict) -> dict:
+    """``fields`` without proto3's default values, as the real API renders a message: a zero
+    counter or size, an empty string and an empty list are left out (the SDK reads None)."""
+    return {k: v for k, v in fields.items() if v not in (None, "", "0", 0, False, [], {})}
+
+
 def file_id_of(name: str) -> str:
     """``files/abc`` or ``abc`` -> ``abc``."""
     return name.removeprefix("files/")
@@ -152,10 +171,8 @@ class RawFile:
                # the real service: base64 of the hex digest *text*
                "sha256Hash": base64.b64encode(self.sha256_hex.encode()).decode(),
                "uri": f"{base_url}/{version}/{self.name}", "state": self.state,
-               "source": self.source}
-        if self.display_name:
-            out["displayName"] = self.display_name
-        return out
+               "source": self.source, "displayName": self.display_name}
+        return proto_json(out)
 
 
 @dataclass
@@ -178,10 +195,9 @@ class Store:
                "activeDocumentsCount": str(self.counts.get(ACTIVE, 0)),
                "pendingDocumentsCount": str(self.counts.get(PENDING, 0)),
                "failedDocumentsCount": str(self.counts.get(FAILED, 0)),
-               "sizeBytes": str(self.size_bytes), "embeddingModel": self.embedding_model}
-        if self.display_name:
-            out["displayName"] = self.display_name
-        return out
+               "sizeBytes": str(self.size_bytes), "embeddingModel": self.embedding_model,
+               "displayName": self.display_name}
+        return proto_json(out)
 
 
 @dataclass
@@ -216,10 +232,9 @@ class Document:
         out = {"name": self.name, "displayName": self.display_name,
                "createTime": timestamp(self.create_time),
                "updateTime": timestamp(self.update_time or self.create_time),
-               "state": self.state, "sizeBytes": str(self.size_bytes), "mimeType": self.mime_type}
-        if self.custom_metadata:
-            out["customMetadata"] = copy.deepcopy(self.custom_metadata)
-        return out
+               "state": self.state, "sizeBytes": str(self.size_bytes), "mimeType": self.mime_type,
+               "customMetadata": copy.deepcopy(self.custom_metadata)}
+        return proto_json(out)
 
 
 @dataclass
@@ -243,12 +258,13 @@ class Operation:
         if self.done and not initial:
             out["done"] = True
         if self.done and self.failed and not initial:
-            out["error"] = {"code": 13, "message": INDEX_FAILED_MESSAGE, "details": []}
+            out["error"] = {"code": 13, "message": INDEX_FAILED_MESSAGE}  # no details: omitted
         elif self.kind == "upload":
             # the real upload finalize already names the document, before it is done
-            out["response"] = {"@type": UPLOAD_RESPONSE_TYPE, "parent": self.store,
-                               "documentName": self.document, "mimeType": self.mime_type,
-                               "sizeBytes": str(self.size_bytes)}
+            out["response"] = proto_json({
+                "@type": UPLOAD_RESPONSE_TYPE, "parent": self.store,
+                "documentName": self.document, "mimeType": self.mime_type,
+                "sizeBytes": str(self.size_bytes)})
         elif self.done and not initial:
             out["response"] = {"@type": IMPORT_RESPONSE_TYPE, "parent": self.store,
                                "documentName": self.document}
@@ -316,9 +332,57 @@ def _metadata_entry(entry) -> dict:
 
 
 def slug(text: str | None, max_len: int = 27) -> str:
-    """Lowercase ``[a-z0-9-]`` from a display name, short enough for a 40-character id."""
+    """A document id's prefix: lowercase ``[a-z0-9-]`` from a display name (a raw file id
+    stays whole), short enough for a 40-character id."""
     out = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")
     return out[:max_len].rstrip("-")
+
+
+def store_slug(text: str | None, max_len: int = 27) -> str:
+    """A store id's prefix: the display name lowercased with every other character dropped,
+    dashes too (the real API: ``sam-basic`` -> ``sambasic-...``)."""
+    return re.sub(r"[^a-z0-9]", "", (text or "").lower())[:max_len]
+
+
+# What File Search indexes (ai.google.dev/gemini-api/docs/file-search, "Supported file
+# types"): text types and a list of application (document, code) types. Audio and video are
+# documented as not supported; images only with a multimodal embedding model, which the
+# emulator does not offer; application/octet-stream is no type at all. Refused: the rest.
+_INDEXABLE_APPLICATION_TYPES = frozenset({
+    "application/pdf", "application/json", "application/xml", "application/rtf",
+    "application/msword", "application/sql", "application/typescript", "application/dart",
+    "application/ecmascript", "application/javascript", "application/x-javascript",
+    "application/x-python", "application/x-sh", "application/x-shellscript",
+    "application/x-csh", "application/x-zsh", "application/x-php", "application/x-powershell",
+    "application/x-latex", "application/x-tex", "application/x-hwp", "application/x-hwp-v5",
+    "application/vnd.ms-excel", "application/vnd.oasis.opendocument.text",
+    "application/vnd.jupyter", "application/zip",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+})
+
+
+def check_indexable(mime_type: str, size_bytes: int | None) -> None:
+    """Refuse what File Search cannot index: an unsupported type, an empty document, or one
+    over the 100 MB per-document limit (400 INVALID_ARGUMENT; the real wording is unknown)."""
+    bare = (mime_type or "").split(";")[0].strip().lower()
+    if not (bare.startswith("text/") or bare in _INDEXABLE_APPLICATION_TYPES):
+        raise invalid(f"Unsupported MIME type: {bare or 'none'}. File Search indexes text and "
+                      "document types only (no images, audio, video or "
+                      "application/octet-stream).")
+    if size_bytes == 0:
+        raise invalid("The document is empty: File Search cannot index a file of 0 bytes.")
+    if size_bytes is not None and size_bytes > MAX_DOCUMENT_BYTES:
+        raise invalid(f"The document is {size_bytes} bytes; File Search accepts at most "
+                      f"{MAX_DOCUMENT_BYTES} bytes (100 MB) per document.")
+
+
+def storage_full(limit_bytes: int) -> ApiError:
+    """The real answer to an import into a project whose File Search storage is full
+    (googleapis/python-genai#1774): a 429 without details."""
+    return ApiError(429, "RESOURCE_EXHAUSTED",
+                    f"Corpus has reached the storage limit of {limit_bytes} bytes.")
 
 
 def _page(items: list, page_size, page_token, limits: tuple[int, int]):
@@ -352,11 +416,15 @@ def _locked(method):
 class State:
     """Everything the emulated service holds, behind one lock."""
 
-    def __init__(self, seed: int | None = None, clock=time.time):
+    def __init__(self, seed: int | None = None, clock=time.time,
+                 storage_limit_bytes: int | None = DEFAULT_STORAGE_LIMIT_BYTES):
         self.lock = threading.RLock()
         self._clock = clock
+        self._seed = seed
         self._rng = random.Random(None if seed is None else f"{seed}:ids")
         self.skew_s = 0.0
+        self.storage_limit_bytes = storage_limit_bytes or None  # 0 or None: no limit
+        self.spool_dir: Path | None = None  # with a state dir: upload chunks kept on disk
         self.reset()
 
     @_locked
@@ -367,6 +435,60 @@ class State:
         self.operations: dict[str, Operation] = {}  # by name
         self.uploads: dict[str, Upload] = {}
         self._seq = 0
+        for spool in self.spool_dir.glob("UP*") if self.spool_dir else ():
+            spool.unlink(missing_ok=True)
+
+    # -- surviving a restart (persist.py writes and reads these)
+
+    @_locked
+    def snapshot(self) -> dict:
+        """Everything a restart must keep, as JSON-able data. An upload session with chunks
+        received is kept only with a ``spool_dir`` (its bytes are there: a running SHA-256
+        cannot be saved, so it is computed again from them at restore)."""
+        return {"format": SNAPSHOT_FORMAT, "seq": self._seq, "skew_s": self.skew_s,
+                "files": [asdict(f) for f in self.files.values()],
+                "stores": [asdict(s) for s in self.stores.values()],
+                "documents": [asdict(d) for d in self.documents.values()],
+                "operations": [asdict(o) for o in self.operations.values()],
+                "uploads": [{k: v for k, v in vars(u).items() if k != "sha256"}
+                            for u in self.uploads.values()
+                            if u.received == 0 or self.spool_dir is not None]}
+
+    @_locked
+    def restore(self, snapshot: dict) -> None:
+        """Replace the state with a :meth:`snapshot`; ValueError if it is not one."""
+        if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"not an emulator state (format {SNAPSHOT_FORMAT} expected)")
+        try:
+            files = {f["id"]: RawFile(**f) for f in snapshot["files"]}
+            stores = {s.name: s for s in (Store(**s) for s in snapshot["stores"])}
+            documents = {d.name: d for d in (Document(**d) for d in snapshot["documents"])}
+            operations = {o.name: o for o in (Operation(**o) for o in snapshot["operations"])}
+            uploads = {u.id: u for u in (self._resumed(Upload(**u)) for u in snapshot["uploads"])
+                       if u is not None}
+            seq, skew_s = int(snapshot["seq"]), float(snapshot["skew_s"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"damaged emulator state: {exc!r}") from None
+        self.files, self.stores, self.documents = files, stores, documents
+        self.operations, self.uploads, self._seq, self.skew_s = operations, uploads, seq, skew_s
+        # the same seed would replay the ids already handed out: continue from elsewhere
+        self._rng = random.Random(None if self._seed is None else f"{self._seed}:ids:{seq}")
+
+    def _resumed(self, upload: Upload) -> Upload | None:
+        """An upload session with its SHA-256 computed again from its spooled bytes; None
+        when they are not all there (the session is dropped: its next chunk gets 404)."""
+        if upload.received == 0:
+            return upload
+        spool = self._spool(upload.id)
+        if spool is None or not spool.is_file() or spool.stat().st_size != upload.received:
+            return None
+        with spool.open("rb") as data:
+            while chunk := data.read(1 << 20):
+                upload.sha256.update(chunk)
+        return upload
+
+    def _spool(self, upload_id: str) -> Path | None:
+        return None if self.spool_dir is None else self.spool_dir / upload_id
 
     # -- time and ids
 
@@ -472,6 +594,10 @@ class State:
         file_id = self._check_new_file_id(file_name) if file_name else None
         if store is not None:
             self._store(store)
+            check_indexable(mime_type, size_bytes)
+        elif size_bytes is not None and size_bytes > MAX_FILE_BYTES:
+            raise invalid(f"The file is {size_bytes} bytes; the Files API accepts at most "
+                          f"{MAX_FILE_BYTES} bytes (2 GB) per file.")
         if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
             raise invalid(f"displayName is longer than {MAX_DISPLAY_NAME} characters.")
         upload = Upload("UP" + self._random_id(20), kind, mime_type, size_bytes, display_name,
@@ -497,6 +623,11 @@ class State:
                           "bytes received so far.")
         if upload.size_bytes is not None and upload.received + len(data) > upload.size_bytes:
             raise invalid(f"The upload is larger than the announced {upload.size_bytes} bytes.")
+        spool = self._spool(upload_id)
+        if spool is not None and data:
+            spool.parent.mkdir(parents=True, exist_ok=True)
+            with spool.open("ab") as out:
+                out.write(data)
         upload.sha256.update(data)
         upload.received += len(data)
         return upload.received
@@ -505,6 +636,8 @@ class State:
     def finish_file_upload(self, upload_id: str, *, active_after_s: float) -> RawFile:
         """Finalize a files.upload session: the raw file exists from now, PROCESSING for a while."""
         upload = self._finish(upload_id)
+        if upload.received == 0:
+            raise invalid("The file is empty: an upload needs at least 1 byte.")
         return self._put_file(upload.file_id, upload.display_name, upload.mime_type,
                               upload.received, upload.sha256.hexdigest(), active_after_s)
 
@@ -513,8 +646,9 @@ class State:
                             outcome: str = "active") -> Operation:
         """Finalize an uploadToFileSearchStore session: a document and its upload operation."""
         upload = self._finish(upload_id)
-        raw_id = self._random_id()
-        return self._add_indexing(upload.store, raw_id, "upload", upload.custom_metadata,
+        check_indexable(upload.mime_type, upload.received)
+        self._check_storage(upload.received)
+        return self._add_indexing(upload.store, None, "upload", upload.custom_metadata,
                                   upload.mime_type, upload.received, index_after_s, outcome,
                                   display_name=upload.display_name)
 
@@ -524,6 +658,8 @@ class State:
             raise invalid(f"The upload ended after {upload.received} of the announced "
                           f"{upload.size_bytes} bytes.")
         del self.uploads[upload_id]
+        if (spool := self._spool(upload_id)) is not None:
+            spool.unlink(missing_ok=True)
         return upload
 
     # -- stores
@@ -546,7 +682,7 @@ class State:
                      embedding_model: str | None = None) -> Store:
         if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
             raise invalid(f"displayName is longer than {MAX_DISPLAY_NAME} characters.")
-        store_id = self._fresh_id(slug(display_name),
+        store_id = self._fresh_id(store_slug(display_name),
                                   lambda i: f"fileSearchStores/{i}" in self.stores)
         store = Store(store_id, display_name, embedding_model or DEFAULT_EMBEDDING_MODEL,
                       self.now(), self._next_seq())
@@ -588,20 +724,40 @@ class State:
         if file.state != "ACTIVE":
             raise ApiError(400, "FAILED_PRECONDITION",
                            f"File {file.name} is not ACTIVE yet (it is {file.state}).")
+        check_indexable(file.mime_type, file.size_bytes)
+        self._check_storage(file.size_bytes)
         return self._add_indexing(store, file.id, "import", metadata, file.mime_type,
                                   file.size_bytes, index_after_s, outcome)
 
+    def _check_storage(self, input_bytes: int) -> None:
+        """429 when indexing ``input_bytes`` more would pass the project's storage limit.
+        Counted: 3 x the input of every document that holds chunks (pending or active) in
+        every store. The real service may refuse only once the limit is already reached;
+        the emulator refuses the document that would cross it (the stricter answer)."""
+        limit = self.storage_limit_bytes
+        if limit is None:
+            return
+        used = STORED_BYTES_PER_INPUT_BYTE * sum(
+            d.size_bytes for d in self.documents.values() if self._settle(d).state != FAILED)
+        if used + STORED_BYTES_PER_INPUT_BYTE * input_bytes > limit:
+            raise storage_full(limit)
+
     def _add_indexing(self, store, raw_id, kind, metadata, mime_type, size_bytes,
                       index_after_s, outcome, display_name=None) -> Operation:
+        """A pending document and its operation. An upload's document (``raw_id`` None) has
+        an id derived from its display name, and its operation the same id."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+        prefix = f"{store}/upload/operations" if kind == "upload" else f"{store}/operations"
         doc = self._new_document(store, raw_id, metadata, mime_type, size_bytes, PENDING,
-                                 display_name=display_name)
+                                 display_name=display_name,
+                                 taken=lambda i: f"{prefix}/{i}" in self.operations)
         now = doc.create_time
         doc.ready_at = now + index_after_s
         doc.final_state = FAILED if outcome == "failed" else ACTIVE
-        prefix = f"{store}/upload/operations" if kind == "upload" else f"{store}/operations"
-        op = Operation(f"{prefix}/{self._random_id()}", kind, store, doc.name, raw_id, now,
+        op_id = doc.id if kind == "upload" else self._fresh_id(
+            "", lambda i: f"{prefix}/{i}" in self.operations)
+        op = Operation(f"{prefix}/{op_id}", kind, store, doc.name, raw_id or doc.id, now,
                        None if outcome == "never_done" else doc.ready_at,
                        failed=outcome == "failed", mime_type=mime_type, size_bytes=size_bytes)
         self.operations[op.name] = op
@@ -609,8 +765,11 @@ class State:
         return copy.copy(self._settle(op))
 
     def _new_document(self, store, raw_id, metadata, mime_type, size_bytes, state,
-                      display_name=None) -> Document:
-        doc_id = self._fresh_id(raw_id, lambda i: f"{store}/documents/{i}" in self.documents)
+                      display_name=None, taken=lambda _id: False) -> Document:
+        prefix = raw_id if raw_id is not None else slug(display_name)
+        doc_id = self._fresh_id(prefix, lambda i: f"{store}/documents/{i}" in self.documents
+                                or taken(i))
+        raw_id = raw_id or doc_id
         now = self.now()
         doc = Document(store, doc_id, display_name or raw_id, raw_id, metadata, mime_type,
                        size_bytes, now, self._next_seq(), state, now)

@@ -12,6 +12,7 @@ from objlib.gemini.errors import (
     MissingApiKey,
     Permanent,
     RateLimited,
+    StoreFull,
     Transient,
     Unavailable,
     classify,
@@ -20,7 +21,7 @@ from objlib.gemini.metadata import build_custom_metadata, display_name, raw_file
 
 __all__ = [
     "Document", "GeminiClient", "Operation", "RawFile", "Store", "upload_cost",
-    "BadApiKey", "GeminiError", "Gone", "MissingApiKey", "Permanent", "RateLimited", "Transient",
-    "Unavailable", "classify",
+    "BadApiKey", "GeminiError", "Gone", "MissingApiKey", "Permanent", "RateLimited", "StoreFull",
+    "Transient", "Unavailable", "classify",
     "build_custom_metadata", "display_name", "raw_file_id",
 ]

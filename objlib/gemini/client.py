@@ -9,7 +9,8 @@ failure a :class:`objlib.gemini.errors.GeminiError`. Every HTTP exchange goes th
 - runs the SDK call and turns any SDK/transport exception into a ``GeminiError``
   (``classify``),
 - calls ``on_response(call, status)`` afterwards: 200, the error's HTTP status, or None when
-  no response came back. A failing ``on_response`` is logged, never raised: the answer of a
+  no response came back (as the circuit breaker should count it: a full store's 429 is
+  reported as 400, see ``errors.breaker_status``). A failing ``on_response`` is logged, never raised: the answer of a
   call that succeeded (an import's operation name) must not be lost to a bookkeeping hook.
 
 The SDK's own retries are off; retrying is the queue's job. The SDK client is built on first
@@ -43,6 +44,7 @@ from objlib.gemini.errors import (
     MissingApiKey,
     RateLimited,
     Transient,
+    breaker_status,
     classify,
     register_secret,
     status_of,
@@ -303,18 +305,23 @@ class GeminiClient:
             log.debug("gemini.local_file_error", call=call)  # nothing for the breaker
             raise
         except Exception as exc:
-            self._responded(call, status_of(exc), started)
-            raise classify(exc, call=call) from exc
-        self._responded(call, 200, started)
+            err = classify(exc, call=call)
+            status = status_of(exc)
+            self._responded(call, status, breaker_status(err, status), started)
+            raise err from exc
+        self._responded(call, 200, 200, started)
         return result
 
-    def _responded(self, call: str, status: int | None, started: float) -> None:
+    def _responded(self, call: str, status: int | None, counted: int | None,
+                   started: float) -> None:
+        """Log the answer's ``status``; pass ``on_response`` the status the circuit breaker
+        should count (``counted``)."""
         log.debug("gemini.call", call=call, status=status,
                   elapsed_ms=round((time.monotonic() - started) * 1000, 1))
         if self.on_response is None:
             return
         try:
-            self.on_response(call, status)
+            self.on_response(call, counted)
         except Exception as exc:  # noqa: BLE001 - a bookkeeping hook must not lose an answer
             log.warning("gemini.on_response_failed", call=call, error=repr(exc))
 

@@ -5,7 +5,8 @@
 ==========================================================  ==============
 what happened                                                kind
 ==========================================================  ==============
-429 (any call)                                               rate_limited
+429 "Corpus has reached the storage limit of N bytes."        store_full
+429 (any other)                                              rate_limited
 502, 503, 504; no answer (refused, reset, timed out)         unavailable
 408, 500 and other 5xx, a 503 "Failed to count tokens"       transient
 400 "Failed to create file." (a known transient of the API)  transient
@@ -16,6 +17,11 @@ the API key refused (see ``_key_refused``)                   bad_key
 any other 4xx (bad request, content rejected, ...)           permanent
 anything else unexpected                                     permanent
 ==========================================================  ==============
+
+``store_full`` (a :class:`Permanent`) is a 429 that is no request to slow down: the project's
+File Search storage is used up (googleapis/python-genai#1774), and no retry can succeed until
+a human frees space or raises the tier, so the file fails at once with that advice, and the
+circuit breaker does not count it (:func:`breaker_status`).
 
 ``unavailable`` (a :class:`Transient`) means the service is away, not that this request is
 bad: the pipeline waits it out without spending the file's attempts. ``bad_key`` is a
@@ -116,6 +122,12 @@ class Permanent(GeminiError):
     """Retrying will not help: the request or the content was rejected."""
 
     kind = "permanent"
+
+
+class StoreFull(Permanent):
+    """The project's File Search storage is full (a 429 that names the storage limit)."""
+
+    kind = "store_full"
 
 
 class Gone(GeminiError):
@@ -235,6 +247,8 @@ def _from_api_error(exc: genai_errors.APIError, call: str) -> GeminiError:
     message = _clip(exc.message if exc.message is not None else exc.details)
     text = f"{code} {status or 'ERROR'} on {call}" + (f": {message}" if message else "")
     cls = _kind_of(code, message)
+    if cls is RateLimited and _STORAGE_LIMIT.search(message):
+        return StoreFull(_store_full_message(text), call=call, code=code, status=status)
     reason = _key_refused(code, status, message, _error_infos(exc))
     if reason is not None:  # before "gone": a 403 that names the key is not a missing file
         return BadApiKey(f"the API key was refused on {call} ({code} {reason}): "
@@ -244,6 +258,25 @@ def _from_api_error(exc: genai_errors.APIError, call: str) -> GeminiError:
     if cls is Permanent and code in _GONE.get(call, ()):
         cls = Gone
     return cls(text, call=call, code=code, status=status, retry_after_s=_retry_after_s(exc))
+
+
+# the real wording: "Corpus has reached the storage limit of 1000000000 bytes."
+_STORAGE_LIMIT = re.compile(r"storage limit", re.IGNORECASE)
+TIERS = "Free 1 GB, Tier 1 10 GB, Tier 2 100 GB, Tier 3 1 TB; a document takes about 3x its size"
+
+
+def _store_full_message(text: str) -> str:
+    """The API's text (it names the limit) and what to do about it."""
+    return (f"the project's File Search storage is full: {text.rstrip('.')}. Delete "
+            f"documents or stores you no longer need, or raise the project's tier ({TIERS}), "
+            "then run `objlib enqueue --retry-failed`")
+
+
+def breaker_status(exc: BaseException, status: int | None) -> int | None:
+    """The status the circuit breaker should count for a failed call: the HTTP status, but a
+    full store's 429 counts as a 400 (a refused request): it says nothing about the service's
+    load, and slowing everyone down would not help."""
+    return 400 if isinstance(exc, StoreFull) else status
 
 
 def _kind_of(code: int | None, message: str) -> type[GeminiError]:

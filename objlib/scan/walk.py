@@ -11,7 +11,8 @@ What the walk does with each name below the library root:
 - **skipped, with a reason** (recorded, so a user sees why a file is not in the store): a
   symlink that escapes the library ("symlink outside library"), a broken symlink, a symlink
   loop, anything that is not a regular file, an extension not in ``settings.extensions``,
-  an empty file, a file over ``settings.max_file_bytes``; and, found while reading, a file
+  an empty file, a file over ``settings.max_file_bytes`` or over the API's 100 MB per
+  document (File Search refuses both empty and larger documents); and, found while reading, a file
   with a NUL byte ("binary file"), one that is not UTF-8 ("not valid UTF-8"), one that
   cannot be read ("unreadable: permission denied").
 - a folder that cannot be listed is reported as a warning; the scan leaves the catalogue
@@ -99,8 +100,18 @@ def check_root(root: str | os.PathLike) -> Path:
     return path.resolve()
 
 
+API_MAX_DOCUMENT_BYTES = 100_000_000  # File Search's limit per document: 100 MB (decimal,
+                                      # the stricter reading of the docs' "100 MB")
+
+
 def too_large_reason(size: int, max_bytes: int) -> str:
+    if size > API_MAX_DOCUMENT_BYTES and max_bytes > API_MAX_DOCUMENT_BYTES:
+        return f"too large: {size} bytes > 100 MB, the API's limit per document"
     return f"too large: {size} bytes > {human_bytes(max_bytes)}"
+
+
+def _too_large(size: int, max_bytes: int) -> bool:
+    return size > min(max_bytes, API_MAX_DOCUMENT_BYTES)
 
 
 def human_bytes(n: int) -> str:
@@ -118,7 +129,7 @@ def stat_reason(name: str, size: int, extensions, max_file_bytes: int) -> str | 
         return f"unsupported extension {ext}" if ext else "no file extension"
     if size == 0:
         return EMPTY
-    if size > max_file_bytes:
+    if _too_large(size, max_file_bytes):
         return too_large_reason(size, max_file_bytes)
     return None
 
@@ -242,7 +253,7 @@ def read_content(path: str, max_file_bytes: int) -> Content:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return Content(skip_reason=NOT_REGULAR, mtime_ns=st.st_mtime_ns)
-        if st.st_size > max_file_bytes:
+        if _too_large(st.st_size, max_file_bytes):
             return Content(skip_reason=too_large_reason(st.st_size, max_file_bytes),
                            size=st.st_size, mtime_ns=st.st_mtime_ns)
         reason, digest, size = _hash_text(fd)
