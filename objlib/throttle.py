@@ -66,8 +66,9 @@ LATE_S = 2.0  # a holder back later than this after its slot lost it (requests c
 WINDOW_S = 60.0  # quotas are per minute: the window the pace is judged and changed over
 BETA = 0.7  # a cut: this times what the service accepted in the last window
 RAISE = 0.05  # a raise per window without pressure: this fraction of the limit (>= 1/min)
-ADAPT_MIN_429 = 3  # pressure: at least this many 429s in the window ...
-ADAPT_RATIO = 0.1  # ... and at least this fraction of its requests
+PRESSURE_S = 30.0  # 429s press when, in the last PRESSURE_S, there were at least ...
+ADAPT_MIN_429 = 3  # ... this many of them ...
+ADAPT_RATIO = 0.15  # ... and this fraction of the requests (as in the last WINDOW_S, to raise)
 DROP_BELOW = 0.75  # dropped when a window's requests stay under this fraction of it
 MIN_PER_MINUTE = 1.0
 
@@ -108,11 +109,14 @@ class ThrottleState:
 
 @dataclass(frozen=True)
 class Window:
-    """The responses of the last ``WINDOW_S``: all of them, those the service accepted (not
-    throttled in any way) and the 429s among them."""
+    """The answers the adaptive limit judges (see ``judged_since``): how many, how many the
+    service accepted (not throttled in any way), the 429s among them; and the requests and
+    429s of the last ``PRESSURE_S`` of it."""
     requests: int
     accepted: int
     limited: int
+    recent_requests: int
+    recent_limited: int
 
 
 @dataclass(frozen=True)
@@ -124,18 +128,31 @@ class Adaptive:
     cut_at: float | None = None
 
 
+def judged_since(a: Adaptive, now: float) -> float:
+    """The start of the window the pace is judged on: the last ``WINDOW_S``, but nothing
+    from the window after a cut. The service still remembers the requests before the cut
+    for that long (an rpm quota is a sliding minute), so the 429s its new pace meets then
+    say nothing about that pace."""
+    return max(now - WINDOW_S, -1.0 if a.cut_at is None else a.cut_at + WINDOW_S)
+
+
+def _pressing(limited: int, requests: int) -> bool:
+    return limited >= ADAPT_MIN_429 and limited >= ADAPT_RATIO * requests
+
+
 def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
-    """One AIMD step (pure): cut when 429s press and the last cut has had its window, raise
-    after a window without pressure, drop once it is at the configured limit or above what
-    the workers ask for. ``configured`` 0 means no configured limit."""
-    pressed = w.limited >= ADAPT_MIN_429 and w.limited >= ADAPT_RATIO * w.requests
-    if pressed:
-        if a.cut_at is not None and now - a.cut_at < WINDOW_S:
-            return a
-        in_force = min(x for x in (a.per_minute, configured or None, float(w.accepted))
-                       if x is not None)
-        return Adaptive(max(MIN_PER_MINUTE, BETA * in_force), now, now)
-    if a.per_minute is None or now - (a.changed_at or 0.0) < WINDOW_S:
+    """One AIMD step (pure). Cut when 429s press: to ``BETA`` times the adaptive limit in
+    force or, when none is, the lower of the configured one and what the service accepted in
+    the window. Raise after a whole judged window without pressure; drop once at the
+    configured limit or above what the workers ask for. ``configured`` 0: none."""
+    if _pressing(w.recent_limited, w.recent_requests):
+        if a.per_minute is not None:
+            base = a.per_minute
+        else:
+            base = min(configured, w.accepted) if configured else w.accepted
+        return Adaptive(max(MIN_PER_MINUTE, BETA * base), now, now)
+    if (a.per_minute is None or _pressing(w.limited, w.requests)
+            or now - max(a.changed_at or 0.0, judged_since(a, now)) < WINDOW_S):
         return a
     raised = a.per_minute + max(1.0, RAISE * a.per_minute)
     if (configured and raised >= configured) or w.requests < DROP_BELOW * a.per_minute:
@@ -276,11 +293,14 @@ class Throttle:
                      .fetchone())
         if not limited and (a.per_minute is None or now - (a.changed_at or 0.0) < WINDOW_S):
             return a.per_minute
-        requests, throttled, n429 = conn.execute(
+        since = judged_since(a, now)
+        requests, throttled, n429, recent, recent_429 = conn.execute(
             "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(throttled), 0), "
-            "COALESCE(SUM(limited), 0) FROM buckets WHERE second > ?",
-            (int(now - WINDOW_S),)).fetchone()
-        new = adapt(a, Window(requests, requests - throttled, n429), self.limit, now)
+            "COALESCE(SUM(limited), 0), COALESCE(SUM(requests * (second > ?)), 0), "
+            "COALESCE(SUM(limited * (second > ?)), 0) FROM buckets WHERE second > ?",
+            (int(now - PRESSURE_S),) * 2 + (int(since),)).fetchone()
+        w = Window(requests, requests - throttled, n429, recent, recent_429)
+        new = adapt(a, w, self.limit, now)
         if new != a:
             conn.execute("UPDATE adaptive SET per_minute=?, changed_at=?, cut_at=?",
                          (new.per_minute, new.changed_at, new.cut_at))

@@ -3,12 +3,15 @@ and a 429 circuit breaker that opens, defers and recovers by itself. Time is a p
 
 from __future__ import annotations
 
+import bisect
+import collections
+import heapq
 import random
 
 import pytest
 
 from objlib.settings import Settings
-from objlib.throttle import Deferred, Throttle
+from objlib.throttle import Adaptive, Deferred, Throttle, Window, adapt, judged_since
 
 
 def make(home, **overrides) -> Throttle:
@@ -196,3 +199,166 @@ def test_holders_back_for_more_than_they_booked_never_overfill_a_window(home):
     busiest = max(sum(1 for g in sent if s <= g < s + 60) for s in sent)
     assert busiest <= 60
     assert len(sent) / 400 * 60 >= 0.75 * 60  # and the rate is not bought by starving it
+
+
+# ---------------------------------------------------------------------------- under a quota
+
+
+class Quota:
+    """The service's side, a pure model of an rpm quota: a request is answered 429 when
+    ``per_minute`` requests were already accepted in the last 60 s (with the seconds until
+    one of them leaves the window, as RetryInfo); else accepted."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.accepted: collections.deque[float] = collections.deque()
+
+    def answer(self, now: float) -> tuple[int, float]:
+        while self.accepted and self.accepted[0] <= now - 60:
+            self.accepted.popleft()
+        if len(self.accepted) >= self.per_minute:
+            return 429, self.accepted[0] + 60 - now
+        self.accepted.append(now)
+        return 200, 0.0
+
+
+def drive(t: Throttle, quota: Quota, start: float, until: float, workers: int = 20,
+          answers: list | None = None) -> list[tuple[float, int]]:
+    """Workers that always have a request to send, through the limiter, with a fake clock:
+    each waits as Deferred says, honours the 429's retry delay (as the pipeline does with
+    RetryInfo) and records every answer. Returns (time, status) of every request sent."""
+    answers = [] if answers is None else answers
+    due = [(start + i * 0.01, f"worker-{i}") for i in range(workers)]
+    heapq.heapify(due)
+    while due[0][0] < until:
+        now, holder = heapq.heappop(due)
+        try:
+            t.acquire(holder, now=now)
+        except Deferred as d:
+            heapq.heappush(due, (now + d.delay_s, holder))
+            continue
+        status, retry_s = quota.answer(now)
+        t.record(status, now=now)
+        answers.append((now, status))
+        heapq.heappush(due, (now + (retry_s if status == 429 else 0.3), holder))
+    return answers
+
+
+def per_minute(answers, since: float, until: float, status: int = 200) -> float:
+    return sum(1 for at, s in answers if since <= at < until and s == status) / (until - since) * 60
+
+
+def busiest_window(answers) -> int:
+    times = [at for at, _ in answers]
+    return max(bisect.bisect_left(times, at + 60) - i for i, at in enumerate(times))
+
+
+T0 = 1000.0
+
+
+def test_under_a_steady_quota_the_pace_converges_and_the_breaker_stays_closed(home):
+    # Given a quota of 60/min objlib was not told about, and workers with more to send
+    t = make(home)
+    answers = drive(t, Quota(60), T0, T0 + 1800)
+    # Then after the first minutes the service accepts >= 0.8 of its quota, few requests
+    # meet a 429, and the breaker never opened (429s set the pace; they are not an outage)
+    accepted = per_minute(answers, T0 + 300, T0 + 1800)
+    rejected = per_minute(answers, T0 + 300, T0 + 1800, status=429)
+    assert accepted >= 0.8 * 60
+    assert rejected <= 0.05 * (accepted + rejected)
+    assert t.state(now=T0 + 1800).breaker_trips == 0
+    assert 0.7 * 60 <= t.state(now=T0 + 1800).adaptive_per_minute <= 1.3 * 60
+
+
+def test_when_the_quota_rises_the_pace_follows_it(home):
+    t = make(home)
+    quota = Quota(60)
+    answers = drive(t, quota, T0, T0 + 600)
+    quota.per_minute = 120
+    drive(t, quota, T0 + 600, T0 + 2400, answers=answers)
+    assert per_minute(answers, T0 + 1800, T0 + 2400) >= 0.8 * 120
+
+
+def test_the_adaptive_pace_never_exceeds_a_configured_ceiling(home):
+    # Given rate_limit_per_minute = 90 and a quota of 60 that later goes away
+    t = make(home, rate_limit_per_minute=90)
+    quota = Quota(60)
+    answers = drive(t, quota, T0, T0 + 600)
+    assert t.state(now=T0 + 600).adaptive_per_minute < 80  # the quota set a lower pace
+    quota.per_minute = 10_000
+    drive(t, quota, T0 + 600, T0 + 2400, answers=answers)
+    # Then the pace rose back to the configured limit, was dropped there, and no 60-s window
+    # ever held more than the configured limit
+    assert busiest_window(answers) <= 90
+    assert t.state(now=T0 + 2400).adaptive_per_minute is None
+    assert per_minute(answers, T0 + 1800, T0 + 2400) >= 0.9 * 90
+
+
+def test_scattered_429s_do_not_set_a_pace(home):
+    # Given a service with no quota that answers one request in 20 with a 429
+    class Scattered(Quota):
+        def answer(self, now):
+            status, retry_s = super().answer(now)
+            self.n = getattr(self, "n", 0) + 1
+            return (429, 2.0) if self.n % 20 == 0 else (status, retry_s)
+
+    t = make(home)
+    answers = drive(t, Scattered(10_000), T0, T0 + 600, workers=2)
+    assert len(answers) > 1000
+    assert t.state(now=T0 + 600).adaptive_per_minute is None
+
+
+# the AIMD step itself (pure)
+
+def test_a_cut_takes_0_7_of_what_the_service_accepted_when_no_limit_was_in_force():
+    w = Window(requests=70, accepted=60, limited=10, recent_requests=20, recent_limited=10)
+    assert adapt(Adaptive(), w, configured=0, now=T0) == Adaptive(42.0, T0, T0)
+    assert adapt(Adaptive(), w, configured=50, now=T0).per_minute == pytest.approx(35.0)
+
+
+def test_a_cut_takes_0_7_of_the_pace_in_force_and_never_goes_below_one_a_minute():
+    w = Window(requests=40, accepted=30, limited=10, recent_requests=20, recent_limited=10)
+    assert adapt(Adaptive(40.0, T0 - 200, T0 - 200), w, 0, T0).per_minute == pytest.approx(28.0)
+    assert adapt(Adaptive(1.2, T0 - 200, T0 - 200), w, 0, T0).per_minute == 1.0
+
+
+def test_a_window_without_pressure_raises_the_pace_by_5_percent_once_per_window():
+    a = Adaptive(40.0, changed_at=T0 - 61, cut_at=T0 - 200)
+    busy = Window(requests=38, accepted=38, limited=1, recent_requests=19, recent_limited=1)
+    assert adapt(a, busy, 0, T0) == Adaptive(42.0, T0, T0 - 200)
+    assert adapt(a, busy, 0, T0 - 2) == a  # not a whole window yet
+
+
+def test_after_a_cut_its_first_window_is_not_judged():
+    # the service still remembers the requests sent before the cut for a minute
+    a = Adaptive(42.0, changed_at=T0, cut_at=T0)
+    assert judged_since(a, T0 + 30) == T0 + 60
+    assert judged_since(a, T0 + 100) == T0 + 60
+    assert judged_since(a, T0 + 200) == T0 + 140
+    quiet = Window(requests=40, accepted=40, limited=0, recent_requests=20, recent_limited=0)
+    assert adapt(a, quiet, 0, T0 + 90) == a  # only 30 s judged so far: no raise
+    assert adapt(a, quiet, 0, T0 + 120).per_minute == pytest.approx(44.1)
+
+
+def test_the_pace_is_dropped_at_the_configured_limit_or_above_what_workers_ask_for():
+    a = Adaptive(40.0, changed_at=T0 - 61, cut_at=T0 - 200)
+    busy = Window(requests=38, accepted=38, limited=0, recent_requests=19, recent_limited=0)
+    assert adapt(a, busy, configured=42, now=T0).per_minute is None
+    idle = Window(requests=10, accepted=10, limited=0, recent_requests=5, recent_limited=0)
+    assert adapt(a, idle, configured=0, now=T0).per_minute is None
+
+
+def test_a_pace_in_force_spaces_requests_and_is_shared_through_the_file(home):
+    # Given a burst of 429s recorded by one process
+    a, b = make(home), make(home)
+    for _ in range(60):
+        a.record(200, now=T0)
+    for _ in range(15):
+        a.record(429, now=T0 + 1)
+    assert a.state(now=T0 + 1).adaptive_per_minute == pytest.approx(42.0)
+    # Then another process's limiter paces its requests by it
+    b.acquire("x", now=T0 + 2)
+    with pytest.raises(Deferred) as d:
+        b.acquire("y", now=T0 + 2)
+    assert d.value.delay_s == pytest.approx(60 / (42 * 0.95), rel=0.01)
+    assert a.state(now=T0 + 2).breaker == "closed"
