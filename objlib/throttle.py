@@ -33,7 +33,9 @@ Circuit breaker — every response is counted in one-second buckets. When, withi
 window, at least ``breaker_min_429`` requests met an outage (502/503/504, or no answer at all:
 the service is away, and retrying at full speed only hammers it) or a 429 while no adaptive
 limit is in force, and they were at least ``breaker_ratio`` of all requests, the breaker opens
-for a cooldown that doubles each time it re-opens soon after closing (up to a maximum). Once
+for a cooldown that doubles each time it re-opens soon after closing with the service still
+mostly failing (up to a maximum; a flaky service that answered most requests in between
+starts again from the base cooldown). Once
 the adaptive limit is in force, 429s set the pace instead: they are the signal the pace
 answers, and at its floor of one request a minute it is already as gentle as the breaker at its
 longest cooldown. While open, every request is deferred. When the cooldown ends the breaker is
@@ -325,10 +327,23 @@ class Throttle:
             "WHERE second >= ?", (int(since),)).fetchone()
         if failed >= s.breaker_min_429 and failed >= s.breaker_ratio * requests:
             recent = last_change is not None and now - last_change < 2 * s.breaker_window_s
+            if recent and state == "closed":
+                recent = self._still_away(conn, counted, last_change)
             trips = trips + 1 if recent else 1
             cooldown = min(s.breaker_cooldown_s * 2 ** (trips - 1), s.breaker_max_cooldown_s)
             conn.execute("UPDATE breaker SET state='open', opened_at=?, open_until=?, "
                          "trips=?, last_change=?", (now, now + cooldown, trips, now))
+
+    @staticmethod
+    def _still_away(conn: sqlite3.Connection, counted: str, closed_at: float) -> bool:
+        """Since the breaker last closed, did failures make up at least half the answers?
+        Only then is a quick re-trip the same outage going on (the cooldown doubles); a
+        flaky service that answered most requests in between starts again from the base
+        cooldown instead of climbing to the maximum."""
+        requests, failed = conn.execute(
+            f"SELECT COALESCE(SUM(requests), 0), COALESCE(SUM({counted}), 0) FROM buckets "
+            "WHERE second >= ?", (int(closed_at),)).fetchone()
+        return 2 * failed >= requests
 
     # ------------------------------------------------------------------ for status
 

@@ -362,3 +362,21 @@ def test_a_pace_in_force_spaces_requests_and_is_shared_through_the_file(home):
         b.acquire("y", now=T0 + 2)
     assert d.value.delay_s == pytest.approx(60 / (42 * 0.95), rel=0.01)
     assert a.state(now=T0 + 2).breaker == "closed"
+
+
+def test_a_flaky_service_does_not_grow_the_breaker_cooldown(home):
+    # Given a service that answers one request in four with a 503 (it is there, only flaky)
+    t = make(home, breaker_cooldown_s=10.0)
+    longest_s, n = 0.0, 0
+    now = T0
+    while now < T0 + 600:
+        try:
+            t.acquire("worker", now=now)
+            n += 1
+            t.record(503 if n % 4 == 0 else 200, now=now)
+        except Deferred:
+            pass
+        longest_s = max(longest_s, t.state(now=now).breaker_open_for_s)
+        now += 0.25
+    # Then each time it trips it pauses for the base cooldown, not 20, 40 ... 300 s
+    assert longest_s <= 10.0
