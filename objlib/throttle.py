@@ -14,20 +14,21 @@ with plenty of work the sustained rate is close to it. Reservations reach at mos
 ``RESERVE_AHEAD_S`` ahead; a caller beyond that comes back later without one. A step reserves
 all the requests it expects at once (``cost``), so a file's requests are not interleaved with
 every other file's and files finish steadily under a tight limit. A holder that comes back
-needing more than it booked goes at once only if the extra slots are free now; otherwise it
-books the whole step again like a new request (never sending a request before its slot). The
+needing more than it booked goes at once only if nobody booked after it; otherwise it books
+the whole step again like a new request (a request is never sent ahead of its slot). The
 headroom (0.95) absorbs the lag between a slot and the request actually reaching the server.
 
 Adaptive limit — AIMD, as TCP paces itself without knowing the link. The limit in force is
 ``min(rate_limit_per_minute, adaptive)``; with neither, requests are not limited. When 429s
-press (at least ``ADAPT_MIN_429`` of them and ``ADAPT_RATIO`` of the requests in the last
-``WINDOW_S``), the adaptive limit is *cut* to ``BETA`` times the lower of the limit in force
-and the requests the service accepted in that window — what the quota really let through. A
-cut waits a window before the next one (the 429s of requests sent before it say nothing about
-the new pace). Each window that passes without pressure *raises* it by ``RAISE`` (at least one
-request a minute); once it reaches the configured limit, or the requests of the last window
-stay under ``DROP_BELOW`` of it (it no longer holds anyone back), it is dropped. It never goes
-below ``MIN_PER_MINUTE``. Scattered 429s (under the ratio) neither cut nor block raises.
+press (at least ``ADAPT_MIN_429`` of them and ``ADAPT_RATIO`` of the requests of the last
+``PRESSURE_S``), the adaptive limit is *cut* to ``BETA`` times the one in force or, when none
+is, the lower of the configured limit and what the service accepted in the last ``WINDOW_S``
+(the quota's own figure). The minute after a cut is not judged: an rpm quota remembers the
+requests sent before the cut that long, so the 429s the new pace meets then say nothing about
+it. Each whole judged window without pressure *raises* it by ``RAISE`` (at least one request a
+minute); once it reaches the configured limit, or a window's requests stay under
+``DROP_BELOW`` of it (it no longer holds anyone back), it is dropped. It never goes below
+``MIN_PER_MINUTE``. Scattered 429s (under the ratio) neither cut it nor stop it rising.
 
 Circuit breaker — every response is counted in one-second buckets. When, within the rolling
 window, at least ``breaker_min_429`` requests met an outage (502/503/504, or no answer at all:
@@ -35,10 +36,9 @@ the service is away, and retrying at full speed only hammers it) or a 429 while 
 limit is in force, and they were at least ``breaker_ratio`` of all requests, the breaker opens
 for a cooldown that doubles each time it re-opens soon after closing with the service still
 mostly failing (up to a maximum; a flaky service that answered most requests in between
-starts again from the base cooldown). Once
-the adaptive limit is in force, 429s set the pace instead: they are the signal the pace
-answers, and at its floor of one request a minute it is already as gentle as the breaker at its
-longest cooldown. While open, every request is deferred. When the cooldown ends the breaker is
+starts again from the base cooldown). Once the adaptive limit is in force, 429s set the pace
+instead: they are the signal the pace answers, and at its floor of one request a minute it is
+already as gentle as the breaker at its longest cooldown. While open, every request is deferred. When the cooldown ends the breaker is
 half-open: traffic flows, the first answer that is not an outage closes it, and only the counts
 after it opened are judged, so it recovers by itself.
 """

@@ -321,7 +321,6 @@ def quota_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: i
         run = bl.Run(work / "home", emu.base_url, {})
         run.cli("scan", str(work / "library"))
         run.cli("enqueue")
-        time.sleep(60)  # the enqueue's calls leave the quota's window
         calls_0 = _quota_calls(emu.stats())
         consumer = run.consumer(children, work / "consumer.log", workers=workers)
         started = time.monotonic()
@@ -599,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     args.runs = args.runs or (1 if quick else 3)
     args.pipeline_runs = args.pipeline_runs or (1 if quick else 3)
     args.duration = args.duration or (65.0 if quick else 150.0)
-    args.quota_duration = args.quota_duration or (240.0 if quick else 360.0)
+    args.quota_duration = args.quota_duration or (200.0 if quick else 360.0)
     args.scan_files = args.scan_files or (1000 if quick else 10_000)
     args.status_rows = args.status_rows or (10_000 if quick else 100_000)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
