@@ -22,8 +22,8 @@ Adaptive limit — AIMD, as TCP paces itself without knowing the link. The limit
 ``min(rate_limit_per_minute, adaptive)``; with neither, requests are not limited. When 429s
 press (at least ``ADAPT_MIN_429`` of them and ``ADAPT_RATIO`` of the requests of the last
 ``PRESSURE_S``), the adaptive limit is *cut* to ``BETA`` times the one in force or, when none
-is, the lower of the configured limit and what the service accepted in the last ``WINDOW_S``
-(the quota's own figure). The minute after a cut is not judged: an rpm quota remembers the
+is, ``FIRST_CUT`` times the lower of the configured limit and what the service accepted in
+the last ``WINDOW_S`` (the quota measured: it refused the rest). The minute after a cut is not judged: an rpm quota remembers the
 requests sent before the cut that long, so the 429s the new pace meets then say nothing about
 it. Each whole judged window without pressure *raises* it by ``RAISE`` (at least one request a
 minute); once it reaches the configured limit, or a window's requests stay under
@@ -66,7 +66,8 @@ LATE_S = 2.0  # a holder back later than this after its slot lost it (requests c
 
 # the adaptive limit (see the module docstring and docs/architecture.md for the figures)
 WINDOW_S = 60.0  # quotas are per minute: the window the pace is judged and changed over
-BETA = 0.7  # a cut: this times what the service accepted in the last window
+BETA = 0.7  # a cut: this times the pace in force ...
+FIRST_CUT = 0.9  # ... or, with none, this times what the service accepted in the last window
 RAISE = 0.05  # a raise per window without pressure: this fraction of the limit (>= 1/min)
 PRESSURE_S = 30.0  # 429s press when, in the last PRESSURE_S, there were at least ...
 ADAPT_MIN_429 = 3  # ... this many of them ...
@@ -144,15 +145,15 @@ def _pressing(limited: int, requests: int) -> bool:
 
 def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
     """One AIMD step (pure). Cut when 429s press: to ``BETA`` times the adaptive limit in
-    force or, when none is, the lower of the configured one and what the service accepted in
-    the window. Raise after a whole judged window without pressure; drop once at the
+    force or, when none is, ``FIRST_CUT`` times the lower of the configured one and what the
+    service accepted in the window (a measure of the quota, so less is taken off). Raise after a whole judged window without pressure; drop once at the
     configured limit or above what the workers ask for. ``configured`` 0: none."""
     if _pressing(w.recent_limited, w.recent_requests):
         if a.per_minute is not None:
-            base = a.per_minute
+            cut = BETA * a.per_minute
         else:
-            base = min(configured, w.accepted) if configured else w.accepted
-        return Adaptive(max(MIN_PER_MINUTE, BETA * base), now, now)
+            cut = FIRST_CUT * (min(configured, w.accepted) if configured else w.accepted)
+        return Adaptive(max(MIN_PER_MINUTE, cut), now, now)
     if (a.per_minute is None or _pressing(w.limited, w.requests)
             or now - max(a.changed_at or 0.0, judged_since(a, now)) < WINDOW_S):
         return a

@@ -251,10 +251,10 @@ def test_the_pace_adapted_to_429s_is_shown_with_the_configured_limit(home, catal
 
     snap = st.snapshot(settings, now=NOW)
 
-    # Then the pace is 0.7 of what the service accepted, and the breaker stayed closed
-    assert st.to_json(snap)["rate_limit"]["adaptive_per_minute"] == 42
+    # Then the pace is 0.9 of what the service accepted, and the breaker stayed closed
+    assert st.to_json(snap)["rate_limit"]["adaptive_per_minute"] == 54
     assert st.to_json(snap)["breaker"]["state"] == "closed"
-    assert "(limit 42/min adapted to 429s; configured 300/min)" in st.rate_text(snap.throttle)
+    assert "(limit 54/min adapted to 429s; configured 300/min)" in st.rate_text(snap.throttle)
 
 
 def test_breaker_is_half_open_once_its_cooldown_has_passed(settings, catalog):
