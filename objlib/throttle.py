@@ -68,11 +68,11 @@ LATE_S = 2.0  # a holder back later than this after its slot lost it (requests c
 WINDOW_S = 60.0  # quotas are per minute: the window the pace is judged and changed over
 BETA = 0.7  # a cut: this times the pace in force ...
 FIRST_CUT = 0.9  # ... or, with none, this times what the service accepted in the last window
-RAISE = 0.05  # a raise per window without pressure: this fraction of the limit (>= 1/min)
+RAISE = 0.1  # a raise per window without pressure: this fraction of the limit (>= 1/min)
 PRESSURE_S = 30.0  # 429s press when, in the last PRESSURE_S, there were at least ...
 ADAPT_MIN_429 = 3  # ... this many of them ...
 ADAPT_RATIO = 0.15  # ... and this fraction of the requests (as in the last WINDOW_S, to raise)
-DROP_BELOW = 0.75  # dropped when a window's requests stay under this fraction of it
+DROP_BELOW = 0.5  # dropped when a window's requests stay under this fraction of it
 MIN_PER_MINUTE = 1.0
 
 _SCHEMA = """

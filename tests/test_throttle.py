@@ -324,10 +324,10 @@ def test_a_cut_takes_0_7_of_the_pace_in_force_and_never_goes_below_one_a_minute(
     assert adapt(Adaptive(1.2, T0 - 200, T0 - 200), w, 0, T0).per_minute == 1.0
 
 
-def test_a_window_without_pressure_raises_the_pace_by_5_percent_once_per_window():
+def test_a_window_without_pressure_raises_the_pace_by_10_percent_once_per_window():
     a = Adaptive(40.0, changed_at=T0 - 61, cut_at=T0 - 200)
     busy = Window(requests=38, accepted=38, limited=1, recent_requests=19, recent_limited=1)
-    assert adapt(a, busy, 0, T0) == Adaptive(42.0, T0, T0 - 200)
+    assert adapt(a, busy, 0, T0) == Adaptive(44.0, T0, T0 - 200)
     assert adapt(a, busy, 0, T0 - 2) == a  # not a whole window yet
 
 
@@ -339,14 +339,14 @@ def test_after_a_cut_its_first_window_is_not_judged():
     assert judged_since(a, T0 + 200) == T0 + 140
     quiet = Window(requests=40, accepted=40, limited=0, recent_requests=20, recent_limited=0)
     assert adapt(a, quiet, 0, T0 + 90) == a  # only 30 s judged so far: no raise
-    assert adapt(a, quiet, 0, T0 + 120).per_minute == pytest.approx(44.1)
+    assert adapt(a, quiet, 0, T0 + 120).per_minute == pytest.approx(46.2)
 
 
 def test_the_pace_is_dropped_at_the_configured_limit_or_above_what_workers_ask_for():
     a = Adaptive(40.0, changed_at=T0 - 61, cut_at=T0 - 200)
     busy = Window(requests=38, accepted=38, limited=0, recent_requests=19, recent_limited=0)
-    assert adapt(a, busy, configured=42, now=T0).per_minute is None
-    idle = Window(requests=10, accepted=10, limited=0, recent_requests=5, recent_limited=0)
+    assert adapt(a, busy, configured=44, now=T0).per_minute is None
+    idle = Window(requests=19, accepted=19, limited=0, recent_requests=9, recent_limited=0)
     assert adapt(a, idle, configured=0, now=T0).per_minute is None
 
 
