@@ -23,12 +23,13 @@ Adaptive limit — AIMD, as TCP paces itself without knowing the link. The limit
 press (at least ``ADAPT_MIN_429`` of them and ``ADAPT_RATIO`` of the requests of the last
 ``PRESSURE_S``), the adaptive limit is *cut* to ``BETA`` times the one in force or, when none
 is, ``FIRST_CUT`` times the lower of the configured limit and what the service accepted in
-the last ``WINDOW_S`` (the quota measured: it refused the rest). The minute after a cut is not judged: an rpm quota remembers the
-requests sent before the cut that long, so the 429s the new pace meets then say nothing about
-it. Each whole judged window without pressure *raises* it by ``RAISE`` (at least one request a
-minute); once it reaches the configured limit, or a window's requests stay under
-``DROP_BELOW`` of it (it no longer holds anyone back), it is dropped. It never goes below
-``MIN_PER_MINUTE``. Scattered 429s (under the ratio) neither cut it nor stop it rising.
+the last ``WINDOW_S`` (the quota measured: it refused the rest). The minute after a cut is
+not judged: an rpm quota remembers the requests sent before the cut that long, so the 429s
+the new pace meets then say nothing about it. Each whole judged window without pressure
+*raises* it by ``RAISE`` (at least one request a minute); once it reaches the configured
+limit, or a window's requests stay under ``DROP_BELOW`` of it (it no longer holds anyone
+back), it is dropped. It never goes below ``MIN_PER_MINUTE``. Scattered 429s (under the
+ratio) neither cut it nor stop it rising.
 
 Circuit breaker — every response is counted in one-second buckets. When, within the rolling
 window, at least ``breaker_min_429`` requests met an outage (502/503/504, or no answer at all:
@@ -38,9 +39,10 @@ for a cooldown that doubles each time it re-opens soon after closing with the se
 mostly failing (up to a maximum; a flaky service that answered most requests in between
 starts again from the base cooldown). Once the adaptive limit is in force, 429s set the pace
 instead: they are the signal the pace answers, and at its floor of one request a minute it is
-already as gentle as the breaker at its longest cooldown. While open, every request is deferred. When the cooldown ends the breaker is
-half-open: traffic flows, the first answer that is not an outage closes it, and only the counts
-after it opened are judged, so it recovers by itself.
+already as gentle as the breaker at its longest cooldown. While open, every request is
+deferred. When the cooldown ends the breaker is half-open: traffic flows, the first answer
+that is not an outage closes it, and only the counts after it opened are judged, so it
+recovers by itself.
 """
 
 from __future__ import annotations
@@ -146,8 +148,9 @@ def _pressing(limited: int, requests: int) -> bool:
 def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
     """One AIMD step (pure). Cut when 429s press: to ``BETA`` times the adaptive limit in
     force or, when none is, ``FIRST_CUT`` times the lower of the configured one and what the
-    service accepted in the window (a measure of the quota, so less is taken off). Raise after a whole judged window without pressure; drop once at the
-    configured limit or above what the workers ask for. ``configured`` 0: none."""
+    service accepted in the window (a measure of the quota, so less is taken off). Raise
+    after a whole judged window without pressure; drop once at the configured limit or
+    above what the workers ask for. ``configured`` 0: none."""
     if _pressing(w.recent_limited, w.recent_requests):
         if a.per_minute is not None:
             cut = BETA * a.per_minute

@@ -348,7 +348,7 @@ def quota_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: i
         "breaker_trips": status["breaker"]["trips"],
         "breaker_deferrals": (work / "consumer.log").read_text(errors="replace")
                              .count("circuit breaker open"),
-        "adaptive_per_minute": status["rate_limit"]["adaptive_per_minute"],
+        "adaptive_per_minute": status["rate_limit"].get("adaptive_per_minute"),
     }
 
 
