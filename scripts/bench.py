@@ -334,15 +334,15 @@ def quota_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: i
         emu.stop(signal.SIGINT, 10)
     calls = _quota_calls(stats)
     steady_min = (elapsed - QUOTA_WARM_S) / 60
-    calls_per_file = (calls - calls_0) / indexed if indexed else None
-    files_per_min = (indexed - indexed_warm) / steady_min
-    allowed = rpm / calls_per_file if calls_per_file else None
+    finished = indexed - indexed_warm
+    calls_per_file = (calls - calls_warm) / finished if finished else None  # the steady part's
     return {
         "quota_per_minute": rpm, "duration_s": round(elapsed, 1), "files": files,
-        "indexed": indexed, "files_per_min": round(files_per_min, 2),
+        "indexed": indexed, "indexed_after_warm_up": indexed_warm,
+        "quota_calls_before_workers": calls_0,
+        "files_per_min": round(finished / steady_min, 2),
         "calls_per_file": calls_per_file and round(calls_per_file, 2),
-        "allowed_files_per_min": allowed and round(allowed, 2),
-        "files_fraction": allowed and round(files_per_min / allowed, 3),
+        "allowed_files_per_min": calls_per_file and round(rpm / calls_per_file, 2),
         "quota_used": round((calls - calls_warm) / steady_min / rpm, 3),
         "quota_429s": stats["faults"].get("rpm_quota", 0),
         "breaker_trips": status["breaker"]["trips"],
@@ -524,8 +524,8 @@ def table(results: dict) -> str:
                      f"{q['duration_s']:.0f} s, judged after the first {QUOTA_WARM_S:.0f} s")
         row("calls the quota accepted / Q", q["quota_used"], f">= {TARGETS['quota_used']}",
             q["quota_used"] >= TARGETS["quota_used"])
-        row("files/min / allowed (Q / calls per file)",
-            f"{q['files_per_min']} / {q['allowed_files_per_min']}")
+        row("files/min / allowed (Q / quota calls per file)",
+            f"{q['files_per_min']} / {q['allowed_files_per_min']}", f"({q['calls_per_file']})")
         row("quota 429s; breaker trips", f"{q['quota_429s']}; {q['breaker_trips']}", "trips 0",
             q["breaker_trips"] == 0)
         row("adaptive limit at the end (/min)", q["adaptive_per_minute"])
