@@ -1,5 +1,7 @@
 """The shared throttle: a rate limiter that never lets a 60-second window exceed the limit,
-and a 429 circuit breaker that opens, defers and recovers by itself. Time is a parameter."""
+a pace adapted to 429s from a quota nobody announced (driven against a simulated quota), and
+a circuit breaker for outages that opens, defers and recovers by itself. Time is a
+parameter."""
 
 from __future__ import annotations
 
