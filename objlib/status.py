@@ -304,7 +304,8 @@ def to_json(snap: Snapshot) -> dict:
                     "trips": t.breaker_trips},
         "rate_limit": {"requests_last_60s": t.requests_last_60s,
                        "throttled_last_60s": t.throttled_last_60s,
-                       "limit_per_minute": t.limit_per_minute},
+                       "limit_per_minute": t.limit_per_minute,
+                       "adaptive_per_minute": _rounded(t.adaptive_per_minute)},
         "errors": {"window_s": ERRORS_WINDOW_S, "total": sum(snap.errors_by_class.values()),
                    "by_class": dict(snap.errors_by_class)},
         "last_reconcile": snap.last_reconcile,
@@ -342,8 +343,14 @@ def breaker_text(t: ThrottleState) -> str:
     return t.breaker
 
 
+def _rounded(per_minute: float | None) -> int | None:
+    return None if per_minute is None else max(1, round(per_minute))
+
+
 def rate_text(t: ThrottleState) -> str:
     limit = f"{t.limit_per_minute}/min" if t.limit_per_minute else "unlimited"
+    if t.adaptive_per_minute is not None:
+        limit = f"{_rounded(t.adaptive_per_minute)}/min adapted to 429s; configured {limit}"
     throttled = (f", {t.throttled_last_60s} answered 429/502/503/504 or not at all"
                  if t.throttled_last_60s else "")
     return f"{t.requests_last_60s} requests in the last 60 s (limit {limit}){throttled}"

@@ -5,6 +5,7 @@ against its target, on this machine. Prints a table and writes ``bench-results/b
     python scripts/bench.py [--quick] [--only pipeline,overhead,rate,scan,status]
                             [--files 500] [--workers 7] [--runs 3] [--pipeline-runs 3]
                             [--rate-runs 1] [--rpm 300] [--duration 150] [--seed 1]
+                            [--quota-rpm 60] [--quota-duration 360]
 
 Every run is real: ``python -m objlib emulator`` and ``huey_consumer objlib.tasks.huey`` as
 child processes (own process groups, always stopped), ``objlib scan`` and ``objlib enqueue``
@@ -23,7 +24,13 @@ rate      OBJLIB_RPM=L with more work than fits, for ``--duration`` seconds (> 6
           emulator's busiest 60 s window (``max_requests_in_60s``, which counts upload chunks
           as objlib's limiter does) and the sustained rate (requests in the last 60 s), as
           fractions of L. The emulator enforces ``--rpm L`` too (it counts calls without
-          chunks, so objlib should never meet its quota).
+          chunks, so objlib should never meet its quota). Then a quota objlib is *not* told
+          about: the emulator enforces ``--quota-rpm Q``, OBJLIB_RPM is unset, for
+          ``--quota-duration`` seconds. After the first ``QUOTA_WARM_S`` (the pace is learnt
+          from the first burst, whose 429s last as long as the service remembers it): the
+          calls the quota accepted per minute as a fraction of Q, the files/min against those
+          the quota allows (Q / accepted calls per indexed file), the 429s, and whether the
+          breaker opened (it should not: 429s set the pace).
 scan      ``scripts/bench_scan.py``'s measurements (cold scan vs sha256sum, re-scan, memory).
 status    ``scripts/bench_status.py``'s catalogue and timings (snapshot + JSON in-process, and
           ``objlib status --json`` as a command).
@@ -55,7 +62,9 @@ from make_sample_library import make_library  # noqa: E402
 from objlib.emulator import PROFILES  # noqa: E402
 
 TARGETS = {"pipeline_ratio": 0.9, "overhead_files_per_s": 100.0,
-           "rate_max_window": 1.0, "rate_sustained": 0.9, "status_ms": 200.0}
+           "rate_max_window": 1.0, "rate_sustained": 0.9, "quota_used": 0.8,
+           "status_ms": 200.0}
+QUOTA_WARM_S = 120.0
 SECTIONS = ("pipeline", "overhead", "rate", "scan", "status")
 STEADY_MIN_FILES = 300
 
@@ -296,6 +305,53 @@ def rate_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: in
     }
 
 
+def _quota_calls(stats: dict) -> int:
+    """The calls the emulator's quota accepted: every call but chunk POSTs and 429s."""
+    return (stats["total_requests"] - stats["requests"].get("upload.chunk", 0)
+            - stats["faults"].get("rpm_quota", 0))
+
+
+def quota_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: int,
+              seed: int) -> dict:
+    """An rpm quota the service enforces and objlib was not told about (no OBJLIB_RPM)."""
+    make_library(work / "library", files, seed)
+    with bl.Children() as children:
+        emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile="realistic",
+                                              rpm=rpm, seed=seed))
+        run = bl.Run(work / "home", emu.base_url, {})
+        run.cli("scan", str(work / "library"))
+        run.cli("enqueue")
+        calls_0 = _quota_calls(emu.stats())
+        consumer = run.consumer(children, work / "consumer.log", workers=workers)
+        started = time.monotonic()
+        time.sleep(QUOTA_WARM_S)
+        calls_warm, indexed_warm = _quota_calls(emu.stats()), run.states().get("indexed", 0)
+        time.sleep(duration_s - QUOTA_WARM_S)
+        stats, indexed = emu.stats(), run.states().get("indexed", 0)
+        elapsed = time.monotonic() - started
+        status = json.loads(run.cli("status", "--json"))
+        consumer.stop(signal.SIGINT, 60)
+        emu.stop(signal.SIGINT, 10)
+    calls = _quota_calls(stats)
+    steady_min = (elapsed - QUOTA_WARM_S) / 60
+    finished = indexed - indexed_warm
+    calls_per_file = (calls - calls_warm) / finished if finished else None  # the steady part's
+    return {
+        "quota_per_minute": rpm, "duration_s": round(elapsed, 1), "files": files,
+        "indexed": indexed, "indexed_after_warm_up": indexed_warm,
+        "quota_calls_before_workers": calls_0,
+        "files_per_min": round(finished / steady_min, 2),
+        "calls_per_file": calls_per_file and round(calls_per_file, 2),
+        "allowed_files_per_min": calls_per_file and round(rpm / calls_per_file, 2),
+        "quota_used": round((calls - calls_warm) / steady_min / rpm, 3),
+        "quota_429s": stats["faults"].get("rpm_quota", 0),
+        "breaker_trips": status["breaker"]["trips"],
+        "breaker_deferrals": (work / "consumer.log").read_text(errors="replace")
+                             .count("circuit breaker open"),
+        "adaptive_per_minute": status["rate_limit"].get("adaptive_per_minute"),
+    }
+
+
 # ---------------------------------------------------------------------------- sections
 
 
@@ -339,7 +395,12 @@ def bench_rate(args, tmp: Path) -> dict:
         runs.append(rate_run(tmp / f"rate-{i}", rpm=args.rpm, duration_s=args.duration,
                              files=files, workers=args.workers, seed=args.seed + i))
     keys = ["max_window_fraction", "sustained_fraction", "average_fraction", "quota_429s"]
-    return {"runs": runs, "median": _medians(runs, keys), "n_runs": args.rate_runs}
+    files = max(100, int(args.quota_rpm / 4 * args.quota_duration / 60 * 1.5))
+    log(f"unannounced quota: Q={args.quota_rpm}/min for {args.quota_duration:.0f} s")
+    quota = quota_run(tmp / "quota", rpm=args.quota_rpm, duration_s=args.quota_duration,
+                      files=files, workers=args.workers, seed=args.seed)
+    return {"runs": runs, "median": _medians(runs, keys), "n_runs": args.rate_runs,
+            "quota": quota}
 
 
 def bench_scan(args, tmp: Path) -> dict:
@@ -458,6 +519,16 @@ def table(results: dict) -> str:
         row("busiest window of quota calls, run 1", f"{r0['max_calls_in_60s']}/{r0['limit_per_minute']}")
         row("emulator quota 429s", md["quota_429s"])
         row("files indexed during the run, run 1", r0["indexed"])
+        q = r["quota"]
+        lines.append(f"unannounced quota: Q={q['quota_per_minute']}/min, no OBJLIB_RPM, "
+                     f"{q['duration_s']:.0f} s, judged after the first {QUOTA_WARM_S:.0f} s")
+        row("calls the quota accepted / Q", q["quota_used"], f">= {TARGETS['quota_used']}",
+            q["quota_used"] >= TARGETS["quota_used"])
+        row("files/min / allowed (Q / quota calls per file)",
+            f"{q['files_per_min']} / {q['allowed_files_per_min']}", f"({q['calls_per_file']})")
+        row("quota 429s; breaker trips", f"{q['quota_429s']}; {q['breaker_trips']}", "trips 0",
+            q["breaker_trips"] == 0)
+        row("adaptive limit at the end (/min)", q["adaptive_per_minute"])
     if s := results.get("scan"):
         t = s["targets"]
         lines.append(f"scan: {s['files']} files, {s['bytes'] / 1e6:.1f} MB; median of {s['runs']} runs")
@@ -487,7 +558,9 @@ def verdicts(results: dict) -> list[bool]:
         out.append(o["median"]["files_per_s"] >= TARGETS["overhead_files_per_s"])
     if r := results.get("rate"):
         out += [r["median"]["max_window_fraction"] <= TARGETS["rate_max_window"],
-                r["median"]["sustained_fraction"] >= TARGETS["rate_sustained"]]
+                r["median"]["sustained_fraction"] >= TARGETS["rate_sustained"],
+                r["quota"]["quota_used"] >= TARGETS["quota_used"],
+                r["quota"]["breaker_trips"] == 0]
     if s := results.get("scan"):
         out += [s[k] <= v for k, v in s["targets"].items()]
     if (st := results.get("status")) and st["target_ms"]:
@@ -508,6 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-runs", type=int, default=1)
     parser.add_argument("--rpm", type=int, default=300, help="the rate limit L (300)")
     parser.add_argument("--duration", type=float, help="rate-limit run seconds (150; > 60)")
+    parser.add_argument("--quota-rpm", type=int, default=60,
+                        help="the unannounced quota Q the emulator enforces (60)")
+    parser.add_argument("--quota-duration", type=float,
+                        help=f"unannounced-quota run seconds (360; > {QUOTA_WARM_S + 60:.0f})")
     parser.add_argument("--scan-files", type=int, help="scan benchmark files (10000)")
     parser.add_argument("--status-rows", type=int, help="status catalogue rows (100000)")
     parser.add_argument("--seed", type=int, default=1)
@@ -521,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     args.runs = args.runs or (1 if quick else 3)
     args.pipeline_runs = args.pipeline_runs or (1 if quick else 3)
     args.duration = args.duration or (65.0 if quick else 150.0)
+    args.quota_duration = args.quota_duration or (200.0 if quick else 360.0)
     args.scan_files = args.scan_files or (1000 if quick else 10_000)
     args.status_rows = args.status_rows or (10_000 if quick else 100_000)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -529,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     if "rate" in only and args.duration <= 60:
         parser.error("--duration must be over 60 s: the busiest 60 s window needs a full one")
+    if "rate" in only and args.quota_duration <= QUOTA_WARM_S + 60:
+        parser.error(f"--quota-duration must be over {QUOTA_WARM_S + 60:.0f} s")
 
     results: dict = {"machine": bl.machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      "options": {k: v for k, v in vars(args).items() if k != "json_out"},

@@ -37,7 +37,8 @@ NESTED_KEYS = {
     "progress": {"indexed", "eligible", "failed", "remaining", "percent", "done"},
     "throughput": {"indexed_per_min_1m", "indexed_per_min_5m", "indexed_per_min_15m"},
     "breaker": {"state", "open_for_s", "trips"},
-    "rate_limit": {"requests_last_60s", "throttled_last_60s", "limit_per_minute"},
+    "rate_limit": {"requests_last_60s", "throttled_last_60s", "limit_per_minute",
+                   "adaptive_per_minute"},
     "errors": {"window_s", "total", "by_class"},
 }
 
@@ -224,7 +225,7 @@ def test_breaker_and_rate_window_are_read_from_the_shared_throttle(home, catalog
     for _ in range(3):
         throttle.record(200, now=NOW - 30)
     for _ in range(settings.breaker_min_429):
-        throttle.record(429, now=NOW - 2)
+        throttle.record(503, now=NOW - 2)
     throttle.record(200, now=NOW - 90)  # outside the 60 s window
     throttle.close()
 
@@ -234,14 +235,32 @@ def test_breaker_and_rate_window_are_read_from_the_shared_throttle(home, catalog
     assert data["breaker"]["open_for_s"] == pytest.approx(settings.breaker_cooldown_s - 2)
     assert data["rate_limit"] == {"requests_last_60s": 3 + settings.breaker_min_429,
                                   "throttled_last_60s": settings.breaker_min_429,
-                                  "limit_per_minute": 120}
+                                  "limit_per_minute": 120, "adaptive_per_minute": None}
     assert data["last_activity_at"] == NOW - 2
+
+
+def test_the_pace_adapted_to_429s_is_shown_with_the_configured_limit(home, catalog):
+    # Given a quota the service enforces: 60 requests accepted, then a burst of 429s
+    settings = Settings.load(home, rate_limit_per_minute=300)
+    throttle = Throttle.from_settings(settings)
+    for _ in range(60):
+        throttle.record(200, now=NOW - 20)
+    for _ in range(20):
+        throttle.record(429, now=NOW - 2)
+    throttle.close()
+
+    snap = st.snapshot(settings, now=NOW)
+
+    # Then the pace is 0.9 of what the service accepted, and the breaker stayed closed
+    assert st.to_json(snap)["rate_limit"]["adaptive_per_minute"] == 54
+    assert st.to_json(snap)["breaker"]["state"] == "closed"
+    assert "(limit 54/min adapted to 429s; configured 300/min)" in st.rate_text(snap.throttle)
 
 
 def test_breaker_is_half_open_once_its_cooldown_has_passed(settings, catalog):
     throttle = Throttle.from_settings(settings)
     for _ in range(settings.breaker_min_429):
-        throttle.record(429, now=NOW - 100)
+        throttle.record(None, now=NOW - 100)
     throttle.close()
 
     data = st.to_json(st.snapshot(settings, now=NOW))
