@@ -64,6 +64,15 @@ def test_a_late_look_that_found_it_done_teaches_nothing(catalog, settings):
     assert pace.expected_s(catalog, settings) == start
 
 
+def test_looks_planned_together_raise_it_once_not_once_each(catalog, settings):
+    # Given ten first looks planned at the same expectation, all finding the import not done
+    start = pace.expected_s(catalog, settings)
+    for _ in range(10):
+        pace.learn(catalog, settings, done=False, waited_s=start + 0.1)
+    # Then only the first raised it: the others tested a wait it had already moved past
+    assert pace.expected_s(catalog, settings) == pytest.approx(start * 1.25, rel=0.01)
+
+
 def test_one_overdue_sweep_per_interval_across_catalogue_users(catalog, settings):
     other = open_catalog(settings)  # another worker process's connection
     try:
