@@ -391,8 +391,9 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
                 if op.done:
                     return _finish(ctx, row, op.error, op.document, step)
                 document = op.document or document
-                if waited >= pace.overdue_after_s(expected):
-                    removals = _sweep_overdue(ctx, now - pace.overdue_after_s(expected), step)
+                overdue_s = pace.overdue_after_s(expected)
+                if waited >= overdue_s:  # settles this row too, if its document says so
+                    removals = _sweep_overdue(ctx, now - overdue_s, step)
                     if lc.get(cat, file_id).state != lc.IMPORTING:
                         return removals
             final = now >= (row.poll_deadline or 0)
