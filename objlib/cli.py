@@ -105,7 +105,7 @@ def worker(ctx, workers, worker_type, no_periodic):
     import sys
 
     argv = [sys.executable, "-m", "huey.bin.huey_consumer", "objlib.tasks.huey",
-            "-w", str(workers), "-k", worker_type, "-m", "1", "-t", "60"]
+            "-w", str(workers), "-k", worker_type, "-m", "0.5", "-t", "60"]
     if no_periodic:
         argv.append("-n")
     os.execv(sys.executable, argv)

@@ -1,9 +1,12 @@
 """The steps a worker runs for one file version, resumable from the last completed one.
 
-``upload_and_import`` claims the row, uploads the raw file under a content-derived id, waits
-(by re-scheduling, never sleeping) for it to be ACTIVE and imports it into the store with its
-metadata. ``poll_import`` follows the import operation to the end; at its deadline the
-document itself decides. ``remove_document`` takes an obsolete document out of the store.
+``upload_and_import`` claims the row, uploads the raw file under a content-derived id and,
+when the upload's answer says ACTIVE (text files are, at once), imports it into the store with
+its metadata in the same run; a raw file still PROCESSING is waited for by re-scheduling, never
+sleeping. ``poll_import`` follows the import operation to the end: its first look comes when
+the import is expected to be done (``objlib.pace``), overdue imports are settled together by
+one store listing, and at the deadline the document itself decides. ``remove_document`` takes
+an obsolete document out of the store.
 
 These functions know nothing about huey: when a step must wait they raise
 ``throttle.Deferred(delay_s)`` and ``tasks.py`` turns that into ``RetryTask(delay=...)``.
@@ -12,6 +15,7 @@ Every remote id is written to the catalogue the moment it is known (DESIGN invar
 
 from __future__ import annotations
 
+import copy
 import mimetypes
 import os
 import random
@@ -22,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from objlib import pace
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
 from objlib.gemini import metadata as gm
 from objlib.errors import ConfigError, StoreLost
+from objlib.gemini.client import upload_cost
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient, Unavailable
 from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.log import get_logger
@@ -130,6 +136,13 @@ class _Step:
                             version=row and row.version, attempt=row and row.attempts + 1)
         return self
 
+    def about(self, row: lc.FileRow) -> _Step:
+        """The same step logging about another row (the overdue sweep settles several)."""
+        other = copy.copy(self)
+        other.log = self.log.bind(file_id=row.id, path=row.path, version=row.version,
+                                  attempt=row.attempts + 1)
+        return other
+
     def done(self, event: str, **kw) -> None:
         self.log.info(event, duration_s=round(time.monotonic() - self.started, 4), **kw)
 
@@ -205,12 +218,13 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
 
 def _expected_requests(row: lc.FileRow) -> int:
     """What an upload step sends before it can stop: resuming with the raw file known, a
-    files.get and the importFile; otherwise a files.get and the upload (start + 8 MiB
-    chunks) — a fresh upload is usually still PROCESSING, and its import comes with the
-    re-run (a file ACTIVE at once asks one more slot for the import)."""
+    files.get and the importFile; otherwise the upload (start + 8 MiB chunks, no files.get
+    before it) and the importFile, as the answer of a text upload says ACTIVE. (An upload
+    answered PROCESSING leaves its import slot unused; one answered 409 pays its files.get
+    as it goes.)"""
     if row.remote_file:
         return 2
-    return 2 + max(1, -(-(row.size or 0) // (8 * 1024 * 1024)))
+    return upload_cost(row.size or 0) + 1
 
 
 def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
@@ -363,17 +377,25 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
         now = ctx.clock()
         lc.hold(cat, file_id, version, now + _GRACE_S, owner=process_owner())
         waited = now - (row.import_started_at or now)
+        expected = pace.expected_s(cat, s)
         try:
-            if row.operation and waited < s.poll_first_delay_s:
-                # chained right after importFile: an import is never done that fast, so the
-                # first look waits instead of spending a request and a worker on it
-                raise Deferred(s.poll_first_delay_s - waited, "operation just started")
+            if row.operation and row.polls == 0 and waited < expected / 2:
+                # a poll that came early (not at the time upload_and_import set for it): an
+                # import is rarely done that fast, so wait instead of spending a request
+                raise Deferred(expected - waited, "operation just started")
             document = row.document
             if row.operation:
                 op = ctx.gemini.get_operation(row.operation)
+                if row.polls == 0:
+                    pace.learn(cat, s, done=op.done, waited_s=waited)
                 if op.done:
                     return _finish(ctx, row, op.error, op.document, step)
                 document = op.document or document
+                overdue_s = pace.overdue_after_s(expected)
+                if waited >= overdue_s:  # settles this row too, if its document says so
+                    removals = _sweep_overdue(ctx, now - overdue_s, step)
+                    if lc.get(cat, file_id).state != lc.IMPORTING:
+                        return removals
             final = now >= (row.poll_deadline or 0)
             if final or not row.operation:
                 verdict = _decide_from_document(ctx, row, document, step, final=final)
@@ -388,8 +410,44 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
             _retry_or_fail(ctx, row, err, step)
             return []
         delay = min(s.poll_max_delay_s, max(s.poll_first_delay_s, waited / 4))
-        lc.hold(cat, file_id, version, now + delay + _GRACE_S)
+        lc.record_look(cat, file_id, version, now + delay + _GRACE_S)
         raise Deferred(delay, "operation not done")
+
+
+def first_look_s(ctx: Context) -> float:
+    """Seconds from now (an import just started) to its first poll (``objlib.pace``)."""
+    return pace.expected_s(ctx.catalog, ctx.settings)
+
+
+def _sweep_overdue(ctx: Context, started_before: float, step: _Step) -> list[int]:
+    """Every import started before ``started_before`` and still not done, settled by one
+    listing of the store, at most once per ``pace.SWEEP_EVERY_S`` across all workers: a row
+    whose document is ACTIVE is indexed, FAILED is failed (its document removed), PENDING
+    keeps the document's name. Returns the ids of removals to schedule."""
+    cat = ctx.catalog
+    overdue = {(r.id, r.version): r for r in lc.overdue_imports(cat, started_before)}
+    if not overdue or not pace.claim_sweep(cat, ctx.clock()):
+        return []
+    found = {}
+    for doc in ctx.gemini.list_documents(ctx.store, transient_retries=3):
+        meta = doc.custom_metadata
+        key = (_meta_int(meta, "objlib_file_id"), _meta_int(meta, "objlib_version"))
+        row = overdue.get(key)
+        if row is not None and meta.get("objlib_catalog") == cat.id and \
+                doc.display_name == gm.raw_file_id(row.content_hash):
+            found[key] = doc
+    removals: list[int] = []
+    for key, doc in found.items():
+        row, about = overdue[key], step.about(overdue[key])
+        if doc.state == "STATE_ACTIVE":
+            removals += _finish(ctx, row, None, doc.name, about)
+        elif doc.state == "STATE_FAILED":
+            removals += _finish(ctx, row, {"message": "document is STATE_FAILED"}, doc.name,
+                                about)
+        else:
+            lc.record_document(cat, row.id, row.version, doc.name)
+    step.log.info("overdue imports swept", overdue=len(overdue), documents_found=len(found))
+    return removals
 
 
 def _finish(ctx: Context, row: lc.FileRow, error: dict | None, document: str | None,

@@ -39,7 +39,8 @@ class Settings:
     max_attempts: int = 8
     backoff_base_s: float = 1.0
     backoff_max_s: float = 120.0
-    # polling an import operation: growing delays up to a deadline
+    # polling an import operation: the first look when the import is expected done (learned,
+    # starting from poll_first_delay_s: objlib.pace), then growing delays up to a deadline
     poll_first_delay_s: float = 1.0
     poll_max_delay_s: float = 30.0
     poll_timeout_s: float = 900.0

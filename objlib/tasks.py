@@ -18,6 +18,7 @@ from huey import SqliteHuey, crontab
 from huey.exceptions import RetryTask
 from huey.signals import SIGNAL_EXECUTING
 from huey.storage import SqliteStorage
+from huey.utils import normalize_time
 
 from objlib import log
 from objlib import pipeline
@@ -208,9 +209,20 @@ _UNEXPECTED = dict(retries=3, retry_delay=5, retry_backoff=2.0)
 @huey.task(context=True, name="upload_and_import", **_UNEXPECTED)
 @_rescheduling
 def upload_and_import(file_id: int, version: int, task=None):
-    if pipeline.upload_and_import(context(), file_id, version, task.id):
+    ctx = context()
+    if pipeline.upload_and_import(ctx, file_id, version, task.id):
+        _first_look_in(task, pipeline.first_look_s(ctx))
         return (file_id, version)  # becomes the chained poll_import's arguments
     return None
+
+
+def _first_look_in(task, delay_s: float) -> None:
+    """The chained poll_import is due when the import is expected to be done: huey puts a
+    successor with an eta in its schedule (a worker that dequeues it early hands it to the
+    schedule without running it), so the poll's first run is its only one when the import
+    is done by then, and no run is spent just to wait."""
+    if task.on_complete is not None:
+        task.on_complete.eta = normalize_time(delay=delay_s, utc=huey.utc)
 
 
 @huey.task(context=True, name="poll_import", priority=_AHEAD, **_UNEXPECTED)

@@ -99,7 +99,7 @@ def test_get_store_reports_its_counters(client, store, tmp_path):
 # --- raw files ----------------------------------------------------------------------------
 
 
-def test_uploading_the_same_file_id_twice_uploads_once(client, emulator, tmp_path):
+def test_uploading_the_same_file_id_twice_sends_the_bytes_once(client, emulator, tmp_path):
     path = text_file(tmp_path)
 
     first = client.upload_file(path, file_id="objlib-abc123", display_name="  doc.txt")
@@ -108,7 +108,28 @@ def test_uploading_the_same_file_id_twice_uploads_once(client, emulator, tmp_pat
     assert first.name == second.name == "files/objlib-abc123"
     assert second.state in ("PROCESSING", "ACTIVE")
     assert second.size_bytes == path.stat().st_size
-    assert count(emulator.stats(), "upload.start") == 1
+    # no files.get before an upload: the second start meets 409, then one files.get
+    assert emulator.stats()["requests"] == {"upload.start": 2, "upload.chunk": 1,
+                                            "files.get": 1}
+    assert emulator.stats()["statuses"]["409"] == 1
+
+
+def test_a_new_upload_asks_nothing_before_it(client, emulator, tmp_path):
+    client.upload_file(text_file(tmp_path), file_id="objlib-fresh", display_name="doc")
+
+    assert emulator.stats()["requests"] == {"upload.start": 1, "upload.chunk": 1}
+
+
+def test_a_failed_raw_file_met_by_an_upload_is_replaced(client, emulator, tmp_path):
+    path = text_file(tmp_path)
+    emulator.state.add_file("objlib-broken", data=path.read_bytes())
+    emulator.state.files["objlib-broken"].state = "FAILED"
+
+    raw = client.upload_file(path, file_id="objlib-broken", display_name="doc")
+
+    assert raw.name == "files/objlib-broken" and raw.state != "FAILED"
+    assert emulator.stats()["requests"] == {"upload.start": 2, "upload.chunk": 1,
+                                            "files.get": 1, "files.delete": 1}
 
 
 def test_get_file_of_a_missing_file_is_gone(client):
@@ -264,11 +285,7 @@ def test_hooks_see_every_request_with_its_cost_and_status(client, hooks, tmp_pat
 
     client.upload_file(path, file_id="objlib-big", display_name="big")
 
-    assert hooks.events == [
-        ("request", "get_file", 1), ("response", "get_file", hooks.events[1][2]),
-        ("request", "upload_file", 3), ("response", "upload_file", 200),
-    ]
-    assert hooks.events[1][2] in (403, 404)
+    assert hooks.events == [("request", "upload_file", 3), ("response", "upload_file", 200)]
 
 
 def test_upload_cost_is_the_start_plus_one_per_8_mib_chunk():

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from conftest import write_library
-from objlib import pipeline
+from objlib import pace, pipeline
 from objlib.catalog import lifecycle as lc
+from objlib.gemini import metadata as gm
 from objlib.queue import ensure_store
 from objlib.scan import scan_library
 from objlib.errors import StoreLost
@@ -234,3 +235,73 @@ def test_an_import_the_api_refused_is_simply_sent_again_without_a_lookup(ctx, em
     listed = emulator.stats()["requests"].get("documents.list", 0)
     assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
     assert emulator.stats()["requests"].get("documents.list", 0) == listed
+
+
+def test_an_upload_answered_active_is_imported_in_the_same_run_on_one_prepayment(ctx, emulator):
+    # Given a new file (the service answers a text upload ACTIVE at once)
+    row = queued(ctx)
+    booked = []
+    acquire = ctx.throttle.acquire
+    ctx.throttle.acquire = lambda holder, n, **kw: booked.append(n) or acquire(holder, n, **kw)
+    # When its upload step runs once
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    # Then it asked nothing before the upload, imported at once, and booked exactly the
+    # requests it sent in one go
+    sent = emulator.stats()["requests"]
+    assert {k: sent[k] for k in ("upload.start", "upload.chunk", "stores.importFile")} == \
+        {"upload.start": 1, "upload.chunk": 1, "stores.importFile": 1}
+    assert "files.get" not in sent
+    assert booked == [3] == [pipeline._expected_requests(row)]
+
+
+def test_a_raw_file_already_uploaded_is_met_by_the_upload_and_reused(ctx, library, emulator):
+    # Given the raw file of this content is there already (an earlier run's, or a twin's)
+    row = queued(ctx)
+    emulator.state.add_file(gm.raw_file_id(row.content_hash),
+                            data=(library / row.path).read_bytes())
+    # When the upload step runs
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    # Then the upload's 409 said so, one files.get read its state, and no byte was sent again
+    sent = emulator.stats()["requests"]
+    assert (sent["upload.start"], sent["files.get"], sent.get("upload.chunk", 0)) == (1, 1, 0)
+    assert lc.get(ctx.catalog, row.id).remote_file == "files/" + gm.raw_file_id(row.content_hash)
+
+
+def test_overdue_imports_are_settled_together_by_one_store_listing(ctx, emulator):
+    # Given three imports whose operations never report done (their documents turn ACTIVE)
+    emulator.configure(faults={"never_done": 1.0})
+    rows = [queued(ctx, file_id, f"task-{file_id}") for file_id in (1, 2, 3)]
+    for row in rows:
+        assert pipeline.upload_and_import(ctx, row.id, row.version, f"task-{row.id}")
+    later(ctx, 2)
+    for row in rows:
+        with pytest.raises(Deferred):
+            pipeline.poll_import(ctx, row.id, row.version, f"poll-{row.id}")
+    # When the first poll finds its import overdue
+    later(ctx, pace.OVERDUE_MIN_S)
+    listed = emulator.stats()["requests"].get("documents.list", 0)
+    assert pipeline.poll_import(ctx, 1, rows[0].version, "poll-1") == []
+    # Then one listing of the store indexed all three, and the other polls ask nothing
+    assert emulator.stats()["requests"]["documents.list"] == listed + 1
+    assert {lc.get(ctx.catalog, row.id).state for row in rows} == {"indexed"}
+    calls = emulator.stats()["total_requests"]
+    for row in rows[1:]:
+        assert pipeline.poll_import(ctx, row.id, row.version, f"poll-{row.id}") == []
+    assert emulator.stats()["total_requests"] == calls
+
+
+def test_polls_count_their_looks_and_only_a_first_look_teaches(ctx, emulator):
+    emulator.configure(latency={"index": 30.0})
+    row = queued(ctx)
+    pipeline.upload_and_import(ctx, row.id, row.version, "task-1")
+    start = pace.expected_s(ctx.catalog, ctx.settings)
+    later(ctx, start)
+    with pytest.raises(Deferred):  # first look: not done, so imports take longer here
+        pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    learned = pace.expected_s(ctx.catalog, ctx.settings)
+    assert learned > start and lc.get(ctx.catalog, row.id).polls == 1
+    later(ctx, 5)
+    with pytest.raises(Deferred):  # a later look: counted, teaches nothing
+        pipeline.poll_import(ctx, row.id, row.version, "poll-1")
+    assert pace.expected_s(ctx.catalog, ctx.settings) == learned
+    assert lc.get(ctx.catalog, row.id).polls == 2

@@ -79,6 +79,30 @@ def test_200_files_reach_indexed_with_exactly_one_document_each(settings, librar
     wait_for(lambda: queue_depth(settings) == (0, 0), 10, what="an empty queue")
 
 
+def test_a_clean_run_costs_two_tasks_and_four_calls_per_file(settings, library, emulator,
+                                                              consumers):
+    # Given 20 new files and a service that answers a text upload ACTIVE at once
+    total = scanned(settings, library, 20)
+    enqueue(settings)
+    before = emulator.stats()["requests"]  # the enqueue's store lookup
+    # When a real consumer indexes them
+    consumer = consumers(workers=7, extra_args=("-s", "1"))
+    assert settle(settings, total) == {"indexed": 20}
+    # Then each file cost an upload (start + one chunk), one importFile and one
+    # operations.get, nothing else: no files.get before the upload, no second look
+    calls = collections.Counter(emulator.stats()["requests"])
+    calls.subtract(before)
+    assert +calls == {"upload.start": 20, "upload.chunk": 20, "stores.importFile": 20,
+                      "operations.get": 20}
+    # and two task runs: upload_and_import, then the poll, due when the import is expected
+    # done (a poll that only waits is never run)
+    consumer.stop()
+    runs = collections.Counter(
+        line.split("Executing objlib.tasks.", 1)[1].split(":", 1)[0]
+        for line in consumer.log().splitlines() if "Executing objlib.tasks." in line)
+    assert runs["upload_and_import"] == 20 and runs["poll_import"] == 20, runs
+
+
 def test_process_workers_work_too(settings, library, emulator, consumers):
     total = scanned(settings, library, 30)
     enqueue(settings)

@@ -165,8 +165,16 @@ def _m3_identity(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m4_poll_looks(conn: sqlite3.Connection) -> None:
+    """``files.polls``: how many times the current import's operation was asked and found
+    not done. The first look (0) teaches when imports are done (``objlib.pace``), and an
+    indexed row's count tells how many ``operations.get`` it cost beyond one."""
+    conn.execute("ALTER TABLE files ADD COLUMN polls INTEGER NOT NULL DEFAULT 0")
+
+
 # Append new migrations at the end; never edit or reorder a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_runs, _m3_identity]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_runs, _m3_identity,
+                                                          _m4_poll_looks]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -34,7 +34,7 @@ _STAMP = {QUEUED: "queued_at", UPLOADING: "upload_started_at", IMPORTING: "impor
 # what a new version starts from: every remote id and error of the old version forgotten
 _FRESH_VERSION = dict(remote_file=None, operation=None, import_requested_at=None, task_id=None,
                       lease_until=None, lease_owner=None, poll_deadline=None, attempts=0,
-                      rate_limited=0, error_class=None, error_message=None)
+                      rate_limited=0, polls=0, error_class=None, error_message=None)
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class FileRow:
     lease_until: float | None
     lease_owner: str | None
     poll_deadline: float | None
+    polls: int
     attempts: int
     rate_limited: int
     error_class: str | None
@@ -319,7 +320,8 @@ def record_operation(catalog: Catalog, file_id: int, version: int, task_id: str,
     with catalog.write() as conn:
         return _move(conn, file_id, version, UPLOADING, IMPORTING, now, "import started",
                      owned_by=task_id, operation=operation, document=document,
-                     poll_deadline=poll_deadline, lease_until=now + lease_s, attempts=0)
+                     poll_deadline=poll_deadline, lease_until=now + lease_s, attempts=0,
+                     polls=0)
 
 
 def hold(catalog: Catalog, file_id: int, version: int, until: float,
@@ -328,6 +330,22 @@ def hold(catalog: Catalog, file_id: int, version: int, until: float,
     sets = {"lease_until": until} if owner is None else {"lease_until": until, "lease_owner": owner}
     with catalog.write() as conn:
         return _update(conn, file_id, version, IN_FLIGHT, **sets)
+
+
+def record_look(catalog: Catalog, file_id: int, version: int, until: float) -> bool:
+    """The import's operation was asked and is not done yet: counted, and the row held until
+    the next look is due."""
+    with catalog.write() as conn:
+        return conn.execute("UPDATE files SET lease_until=?, polls=polls+1 WHERE id=? AND "
+                            "version=? AND state=?",
+                            (until, file_id, version, IMPORTING)).rowcount == 1
+
+
+def overdue_imports(catalog: Catalog, started_before: float) -> list[FileRow]:
+    """Rows importing since before ``started_before``, oldest first."""
+    rows = catalog.query("SELECT * FROM files WHERE state=? AND import_started_at <= ? "
+                         "ORDER BY import_started_at", (IMPORTING, started_before))
+    return [FileRow.from_row(r) for r in rows]
 
 
 def requeue(catalog: Catalog, row: FileRow, new_task_id: str | None, now: float,

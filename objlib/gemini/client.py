@@ -175,20 +175,20 @@ class GeminiClient:
 
     def upload_file(self, source: str | os.PathLike | bytes | io.IOBase, *, file_id: str,
                     display_name: str, mime_type: str = "text/plain") -> RawFile:
-        """Upload ``source`` as ``files/<file_id>``, idempotently: an existing raw file of
-        that name (not FAILED, same size) is reused without uploading; a FAILED one is
-        replaced; a 409 (another worker won the race) returns the winner's file.
+        """Upload ``source`` as ``files/<file_id>``, idempotently and without asking first:
+        the upload itself is the question. A 409 (ALREADY_EXISTS: an earlier run or another
+        worker uploaded this content id) is answered by one ``files.get``; that raw file is
+        reused unless it is FAILED or of another size, in which case it is deleted and the
+        upload sent once more. A new file costs the upload alone (start + chunks).
 
         ``source`` is a path, bytes, or a seekable binary file object, which the SDK streams
         from in 8 MiB chunks (``UPLOAD_CHUNK_BYTES``): its size is found by seeking to the end
-        and it is read once, in order, from where it stands. Prefer bytes or a file object:
-        for a path the SDK sends the base name in an HTTP header, which fails for names with
-        leading spaces or non-ASCII characters; a file object sends no name."""
+        and it is read once, in order, from where it stands (a 409 comes with the start
+        request, before any byte is read). Prefer bytes or a file object: for a path the SDK
+        sends the base name in an HTTP header, which fails for names with leading spaces or
+        non-ASCII characters; a file object sends no name."""
         name = _file_name(file_id)
         size = _source_size(source)  # a vanished local file raises OSError before any request
-        existing = self._reusable_file(name, size)
-        if existing is not None:
-            return existing
         config = {"name": name, "display_name": md.display_name(display_name),
                   "mime_type": mime_type}
 
@@ -196,15 +196,21 @@ class GeminiClient:
             file = io.BytesIO(source) if isinstance(source, bytes) else source
             return client.files.upload(file=file, config=config)
 
-        try:
-            uploaded = self._call("upload_file", upload, cost=upload_cost(size))
-        except GeminiError as err:
-            if err.code != 409:  # 409 ALREADY_EXISTS: another worker won the race
-                raise
-            return self.get_file(name)
-        return _raw_file(uploaded)
+        for _ in range(2):
+            try:
+                return _raw_file(self._call("upload_file", upload, cost=upload_cost(size)))
+            except GeminiError as err:
+                if err.code != 409:
+                    raise
+            existing = self._reusable_file(name, size)
+            if existing is not None:
+                return existing
+        raise Transient(f"{name} exists and cannot be reused; it was deleted, and the upload "
+                        "met it again (another worker is uploading it)", call="upload_file")
 
     def _reusable_file(self, name: str, size: int) -> RawFile | None:
+        """The raw file ``name`` that an upload met (409), if it can stand for this upload;
+        None if it is gone meanwhile, or was FAILED or of another size (then it is deleted)."""
         try:
             existing = self.get_file(name)
         except Gone:
