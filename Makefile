@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast demo bench bench-quick bench-scan chaos clean
+.PHONY: test test-fast demo bench bench-quick bench-seed bench-scan chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,13 +23,18 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## make bench: pipeline, overhead, rate-limit, scan and status figures (BENCH_ARGS="--only rate")
+## make bench: pipeline, overhead, rate-limit, scan, status and seed figures (BENCH_ARGS="--only rate")
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 ## make bench-quick: a smoke run of every benchmark (about two minutes)
 bench-quick: $(STAMP)
 	$(BIN)/python scripts/bench.py --quick $(BENCH_ARGS)
+
+## make bench-seed: objlib vs the seed's design, field profile, 450 files, clean and faulty
+## (~13 min; BENCH_ARGS="--baseline-files 150 --baseline-runs 3")
+bench-seed: $(STAMP)
+	$(BIN)/python scripts/bench.py --only seed $(BENCH_ARGS)
 
 bench-scan: $(STAMP)
 	$(BIN)/python scripts/bench_scan.py

@@ -115,7 +115,7 @@ def worker(ctx, workers, worker_type, no_periodic):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--profile", default="instant", show_default=True,
-              type=click.Choice(["instant", "realistic"]), help="Latency profile.")
+              type=click.Choice(["instant", "realistic", "field"]), help="Latency profile.")
 @click.option("--latency", multiple=True, metavar="STEP=SECONDS",
               help="Override a step: upload, activate, import, index, call (repeatable).")
 @click.option("--fault", multiple=True, metavar="KIND=RATE", help="Inject a fault with "

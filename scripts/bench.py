@@ -2,10 +2,12 @@
 """``make bench``: the pipeline, objlib's own overhead, the rate limit, scan and status, each
 against its target, on this machine. Prints a table and writes ``bench-results/bench.json``.
 
-    python scripts/bench.py [--quick] [--only pipeline,overhead,rate,scan,status]
+    python scripts/bench.py [--quick] [--only pipeline,overhead,rate,scan,status,seed]
                             [--files 500] [--workers 7] [--runs 3] [--pipeline-runs 3]
                             [--rate-runs 1] [--rpm 300] [--duration 150] [--seed 1]
                             [--quota-rpm 60] [--quota-duration 360]
+                            [--baseline-files 450] [--baseline-runs 1]
+                            [--baseline-profile field]
 
 Every run is real: ``python -m objlib emulator`` and ``huey_consumer objlib.tasks.huey`` as
 child processes (own process groups, always stopped), ``objlib scan`` and ``objlib enqueue``
@@ -34,6 +36,9 @@ rate      OBJLIB_RPM=L with more work than fits, for ``--duration`` seconds (> 6
 scan      ``scripts/bench_scan.py``'s measurements (cold scan vs sha256sum, re-scan, memory).
 status    ``scripts/bench_status.py``'s catalogue and timings (snapshot + JSON in-process, and
           ``objlib status --json`` as a command).
+seed      ``scripts/bench_seed.py``: objlib and the seed's design (``baseline_seed.py``) on the
+          same library, profile (``field``) and N, clean and with 5 % 429 + 5 % 503: files/s,
+          % indexed, calls and huey tasks per file, the ratio. 450 files take ~12 min.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_seed  # noqa: E402
 import benchlib as bl  # noqa: E402
 from make_sample_library import make_library  # noqa: E402
 
@@ -65,7 +71,8 @@ TARGETS = {"pipeline_ratio": 0.9, "overhead_files_per_s": 100.0,
            "rate_max_window": 1.0, "rate_sustained": 0.9, "quota_used": 0.8,
            "status_ms": 200.0}
 QUOTA_WARM_S = 120.0
-SECTIONS = ("pipeline", "overhead", "rate", "scan", "status")
+SECTIONS = ("pipeline", "overhead", "rate", "scan", "status", "seed")
+SETUP_ENDPOINTS = ("stores.list", "stores.create", "stores.get")
 STEADY_MIN_FILES = 300
 
 
@@ -193,14 +200,20 @@ def waits_at_scale(profile: str) -> dict:
 
 
 def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: int,
-                 timeout_s: float) -> dict:
-    """Scan N files, start a consumer, enqueue, wait until every row is indexed or failed."""
-    make_library(work / "library", files, seed)
+                 timeout_s: float, faults: dict | None = None, library: Path | None = None,
+                 env: dict | None = None) -> dict:
+    """Scan N files (or ``library``), start a consumer, enqueue, wait until every row is
+    indexed or failed. ``env``: objlib settings (default: its waits scaled to the profile)."""
+    work.mkdir(parents=True, exist_ok=True)
+    if library is None:
+        library = work / "library"
+        make_library(library, files, seed)
     with bl.Children() as children:
         emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile=profile,
-                                              seed=seed))
-        run = bl.Run(work / "home", emu.base_url, waits_at_scale(profile))
-        run.cli("scan", str(work / "library"))
+                                              faults=faults, seed=seed))
+        run = bl.Run(work / "home", emu.base_url,
+                     waits_at_scale(profile) if env is None else env)
+        run.cli("scan", str(library))
         eligible = run.eligible()
         log_path = work / "consumer.log"
         consumer = run.consumer(children, log_path, workers=workers)
@@ -240,6 +253,8 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
     calls = {k: round(v / len(rows), 2) for k, v in stats["requests"].items()
              if k not in ("stores.list", "stores.create")}
     cpu_s = (consumer.cpu_s or 0.0) - cpu_before
+    workers_time = worker_profile(log_path.read_text(errors="replace"), len(rows), queued,
+                                  queued + span_s, workers)
     return {
         "profile": profile, "files": files, "eligible": eligible, "indexed": len(rows),
         "failed": failed, "workers": workers, "span_s": round(span_s, 3),
@@ -258,8 +273,10 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
         "calls_per_file": calls,
         "consumer_cpu_ms_per_file": round(cpu_s / len(rows) * 1000, 2),
         "emulator_cpu_ms_per_file": round(emu_cpu / len(rows) * 1000, 2),
-        "workers_time": worker_profile(log_path.read_text(errors="replace"), len(rows),
-                                       queued, queued + span_s, workers),
+        "api_calls": sum(v for k, v in stats["requests"].items()
+                         if k not in SETUP_ENDPOINTS),
+        "tasks": sum(workers_time["executions"].values()),
+        "workers_time": workers_time,
         "load_average": load,
         "model": model,
     }
@@ -547,6 +564,8 @@ def table(results: dict) -> str:
         row("snapshot + JSON in-process (ms)", st["in_process_ms"],
             f"<= {TARGETS['status_ms']:g} ms at 100,000 rows", good)
         row("objlib status --json, a new process (ms)", st["command_ms"])
+    if sd := results.get("seed"):
+        lines += bench_seed.table_lines(sd, _ok)
     return "\n".join(lines)
 
 
@@ -565,13 +584,16 @@ def verdicts(results: dict) -> list[bool]:
         out += [s[k] <= v for k, v in s["targets"].items()]
     if (st := results.get("status")) and st["target_ms"]:
         out.append(st["in_process_ms"] <= st["target_ms"])
+    if sd := results.get("seed"):
+        out += bench_seed.verdicts(sd)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 100 files, 1 run each, a 65 s rate window")
+                        help="a smoke run: 100 files, 1 run each, a 65 s rate window, "
+                        "30 files side by side")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections ({', '.join(SECTIONS)})")
     parser.add_argument("--files", type=int, help="pipeline and overhead files (500)")
@@ -587,6 +609,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"unannounced-quota run seconds (360; > {QUOTA_WARM_S + 60:.0f})")
     parser.add_argument("--scan-files", type=int, help="scan benchmark files (10000)")
     parser.add_argument("--status-rows", type=int, help="status catalogue rows (100000)")
+    parser.add_argument("--baseline-files", type=int,
+                        help="seed section: eligible files, batches of 150 (450)")
+    parser.add_argument("--baseline-runs", type=int, help="seed section: runs per condition (1)")
+    parser.add_argument("--baseline-profile", default="field", choices=sorted(PROFILES),
+                        help="seed section: the emulator profile (field)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600, help="per pipeline run (s)")
     parser.add_argument("--keep", action="store_true",
@@ -601,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     args.quota_duration = args.quota_duration or (200.0 if quick else 360.0)
     args.scan_files = args.scan_files or (1000 if quick else 10_000)
     args.status_rows = args.status_rows or (10_000 if quick else 100_000)
+    args.baseline_files = args.baseline_files or (30 if quick else 450)
+    args.baseline_runs = args.baseline_runs or 1
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
@@ -627,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
             results["scan"] = bench_scan(args, tmp)
         if "status" in only:
             results["status"] = bench_status(args, tmp)
+        if "seed" in only:
+            results["seed"] = bench_seed.bench(args, tmp, pipeline_run, log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     text = table(results)
     print(text)

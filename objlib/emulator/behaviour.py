@@ -21,6 +21,9 @@ pipeline saw upload -> import -> operation done take 4-6 s for a 20-100 KB trans
 0.025 (about 0.45 s per file end to end), each with a seeded +-20 % jitter; activate 0.
 A few hundred files at 7 workers then finish in well under a minute, so a demo shows the
 pipeline's shape without waiting on it; ``--latency index=1.5`` and the like stretch any step.
+``field``: those field figures unscaled, as users see them (upload 1, import 0.5, index 3,
+call 0.25, same jitter) with raw files ACTIVE at once (activate 0), for side-by-side runs at
+real scale (``scripts/bench.py --only seed``); a few hundred files take minutes there.
 ``Profile.file_s()`` is the end-to-end lower bound for one file, for throughput arithmetic.
 
 Faults (probabilities 0..1, drawn from ``random.Random(seed)``; 1.0 is deterministic):
@@ -89,6 +92,8 @@ PROFILES = MappingProxyType({
     "instant": _profile("instant", {}),
     "realistic": _profile("realistic", {"upload": 0.1, "activate": 0.0, "import": 0.05,
                                         "index": 0.3, "call": 0.025}, jitter=0.2),
+    "field": _profile("field", {"upload": 1.0, "activate": 0.0, "import": 0.5, "index": 3.0,
+                                "call": 0.25}, jitter=0.2),
 })
 
 
