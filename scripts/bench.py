@@ -14,7 +14,7 @@ child processes (own process groups, always stopped), ``objlib scan`` and ``objl
 as a user types them, a sample library from ``make_sample_library.py``.
 
 pipeline  N files on the ``realistic`` profile at ``-w 7`` (recommended flags: ``-k thread
-          -m 1 -t 60``). files/s = indexed files / (last ``indexed_at`` - ``queued_at``),
+          -m 0.5 -t 60``). files/s = indexed files / (last ``indexed_at`` - ``queued_at``),
           against the bound the design allows: workers / the seconds a worker is occupied per
           file by the profile's remote calls (see ``worker_model``). Also per-file latency
           (``queued_at`` -> ``indexed_at``), the lag from an operation being done at the
@@ -82,17 +82,15 @@ STEADY_MIN_FILES = 300
 def worker_model(profile: str) -> dict:
     """Seconds one new file occupies a worker, from the profile's latency steps.
 
-    upload_and_import, first run: ``files.get`` (the idempotency check; 403 for a new file,
-    answered after ``call``), the upload start (``call``) and the finalize chunk (``upload``).
-    The raw file is still PROCESSING when the finalize answers (it turns ACTIVE ``activate``
-    seconds later), so the task re-schedules itself (>= 1 s, no worker held) and runs again:
-    ``files.get`` (ACTIVE, ``call``) and ``importFile`` (``import``). poll_import is chained
-    at once behind it and, with a backlog in the queue, meets the operation done: one
-    ``operations.get`` (``call``); ``index`` passes while no worker waits. With ``activate``
-    0 (the instant profile) there is no second run and no second ``files.get``."""
+    upload_and_import: the upload start (``call``) and the finalize chunk (``upload``), no
+    ``files.get`` first (a 409 would say the raw file exists). The raw file is ACTIVE in the
+    answer (``activate`` 0, every profile), so ``importFile`` (``import``) follows in the same
+    run; with ``activate`` > 0 the task re-schedules itself and runs again: ``files.get``
+    (ACTIVE, ``call``) and ``importFile``. poll_import is scheduled for when the import is
+    expected done and meets the operation done: one ``operations.get`` (``call``); ``index``
+    passes while no worker waits."""
     lat = PROFILES[profile].latency_s
-    steps = [("upload", "files.get (new file: 403)", lat["call"]),
-             ("upload", "upload start", lat["call"]),
+    steps = [("upload", "upload start", lat["call"]),
              ("upload", "upload chunk + finalize", lat["upload"])]
     if lat["activate"] > 0:
         steps.append(("import", "files.get (ACTIVE), after the re-schedule", lat["call"]))
@@ -487,7 +485,7 @@ def table(results: dict) -> str:
     if p := results.get("pipeline"):
         md, r0 = p["median"], p["runs"][0]
         lines.append(f"pipeline: {r0['files']} files ({r0['eligible']} eligible), realistic, "
-                     f"-w {r0['workers']} -k thread -m 1; median of {p['n_runs']} run(s)")
+                     f"-w {r0['workers']} -k thread -m 0.5; median of {p['n_runs']} run(s)")
         row("files/s", md["files_per_s"])
         row("bound: workers / worker-s per file", md["bound_files_per_s"],
             f"({r0['workers']} / {r0['model']['worker_s_per_file']} s)")

@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = sys.executable
 # the recommended consumer flags (workers/README.md; what `objlib worker` runs)
-CONSUMER_FLAGS = ("-k", "thread", "-m", "1", "-t", "60")
+CONSUMER_FLAGS = ("-k", "thread", "-m", "0.5", "-t", "60")  # as shipped in workers/
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
