@@ -8,6 +8,7 @@ it and, with a real consumer, every file is indexed again."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -206,8 +207,8 @@ def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, e
     ensure_store(settings, catalog)
     emulator.configure(faults={"unavailable": 1.0})
     try:
-        with pytest.raises(GeminiError):
-            rc.reconcile(settings, fix=True)
+        with pytest.raises(GeminiError):  # (the breaker's pauses kept short)
+            rc.reconcile(dataclasses.replace(settings, breaker_cooldown_s=0.1), fix=True)
     finally:
         emulator.configure(faults={"unavailable": 0.0})
     text = st.reconcile_text(rc.last_result(catalog), now=time.time())
