@@ -94,6 +94,7 @@ def recreate_store(settings: Settings, catalog: Catalog, gemini, lost: str, now:
         store = _with_retries(settings, lambda: gemini.ensure_store(wanted))
         if store.name == lost:
             raise ObjlibError(f"the store {lost} answers again; nothing was changed")
+        _check_not_anothers(store.name, catalog, gemini, settings)
         lc.restart_all(catalog, now, f"store {lost} lost")
         _bind(catalog, store.name, store.display_name)
         log.warning("store re-created", lost=lost, store=store.name)
