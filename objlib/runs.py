@@ -240,16 +240,3 @@ def latest_run(catalog: Catalog, *, now: float | None = None) -> dict | None:
     percent, files_per_s, store, concurrency, batch_size, owner."""
     rows = catalog.query("SELECT id FROM runs ORDER BY id DESC LIMIT 1")
     return get_run(catalog, rows[0][0], now=now) if rows else None
-
-
-def latest_run_line(run: dict | None) -> str:
-    """The latest run in one line (``objlib status``): ``run 3 (running): 120/500 indexed
-    (24.0%), 2 failed, 378 open, 1m 05s``."""
-    if run is None:
-        return "no `objlib upload` run yet"
-    from objlib.status import duration
-
-    parts = [f"{run['indexed'] or 0}/{run['total']} indexed ({run['percent']:.1f}%)"]
-    parts += [f"{run[k]} {k.replace('_', ' ')}" for k in ("failed", "open", "left_over")
-              if run.get(k)]
-    return f"run {run['id']} ({run['outcome']}): {', '.join(parts)}, {duration(run['duration_s'])}"

@@ -329,6 +329,17 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
+def latest_run_line(run: dict | None) -> str:
+    """The latest run in one line (``objlib status``): ``run 3 (running): 120/500 indexed
+    (24.0%), 2 failed, 378 open, 1m 05s``."""
+    if run is None:
+        return "no `objlib upload` run yet"
+    parts = [f"{run['indexed'] or 0}/{run['total']} indexed ({run['percent']:.1f}%)"]
+    parts += [f"{run[k]} {k.replace('_', ' ')}" for k in ("failed", "open", "left_over")
+              if run.get(k)]
+    return f"run {run['id']} ({run['outcome']}): {', '.join(parts)}, {duration(run['duration_s'])}"
+
+
 def ago(at: float | None, now: float) -> str:
     return "never" if at is None else f"{duration(max(0.0, now - at))} ago"
 

@@ -137,3 +137,12 @@ def file_states(settings) -> dict[str, int]:
             "SELECT state, count(*) FROM files GROUP BY state")}
     finally:
         catalog.close()
+
+
+def queued(ctx, file_id: int = 1, task_id: str = "task-1"):
+    """The row handed to a task (as enqueue does), for the in-process pipeline tests."""
+    from objlib.catalog import lifecycle as lc
+
+    row = lc.get(ctx.catalog, file_id)
+    assert lc.mark_queued(ctx.catalog, row.id, row.version, task_id, time.time())
+    return lc.get(ctx.catalog, file_id)

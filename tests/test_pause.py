@@ -16,7 +16,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from conftest import Consumer, file_states, wait_for, write_library
+from conftest import Consumer, file_states, queued, wait_for, write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
@@ -55,12 +55,6 @@ def make_ctx(home, library, emulator):
     for ctx in built:
         ctx.gemini.close()
         ctx.catalog.close()
-
-
-def queued(ctx, file_id: int = 1, task_id: str = "task-1") -> lc.FileRow:
-    row = lc.get(ctx.catalog, file_id)
-    assert lc.mark_queued(ctx.catalog, row.id, row.version, task_id, time.time())
-    return lc.get(ctx.catalog, file_id)
 
 
 def errors_of(catalog, error_class: str) -> int:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import write_library
+from conftest import queued, write_library
 from objlib import pace, pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.gemini import metadata as gm
@@ -34,12 +34,6 @@ def later(ctx, seconds: float) -> None:
     """Move the steps' clock on (polls wait a moment after importFile before looking)."""
     clock = ctx.clock
     ctx.clock = lambda: clock() + seconds
-
-
-def queued(ctx, file_id: int = 1, task_id: str = "task-1") -> lc.FileRow:
-    row = lc.get(ctx.catalog, file_id)
-    assert lc.mark_queued(ctx.catalog, row.id, row.version, task_id, time.time())
-    return lc.get(ctx.catalog, file_id)
 
 
 def test_upload_and_import_keeps_every_remote_id(ctx, emulator):

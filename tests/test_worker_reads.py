@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import file_states, wait_for, write_library
+from conftest import file_states, queued, wait_for, write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
@@ -48,12 +48,6 @@ def ctx(settings, library, emulator):
     yield context
     context.gemini.close()
     context.catalog.close()
-
-
-def queued(ctx, file_id: int = 1, task_id: str = "task-1") -> lc.FileRow:
-    row = lc.get(ctx.catalog, file_id)
-    assert lc.mark_queued(ctx.catalog, row.id, row.version, task_id, time.time())
-    return lc.get(ctx.catalog, file_id)
 
 
 def upload_step(ctx, row: lc.FileRow, task_id: str = "task-1"):
