@@ -34,7 +34,8 @@ from benchlib import CONSUMER_FLAGS, PYTHON, Child, Children, EmulatorProcess  #
 from make_sample_library import make_library  # noqa: E402
 
 from objlib.settings import Settings  # noqa: E402
-from objlib.status import duration, snapshot  # noqa: E402
+from objlib.status import snapshot  # noqa: E402
+from objlib.views.words import duration  # noqa: E402
 
 OBJLIB = [PYTHON, "-m", "objlib"]
 SEED = 7

@@ -197,7 +197,7 @@ def test_workers_wait_on_a_lost_store_instead_of_failing_every_file(settings, li
 
 def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, emulator):
     from objlib import reconcile as rc
-    from objlib import status as st
+    from objlib.views.status import reconcile_text
     from objlib.queue import ensure_store
     from objlib.scan import scan_library
 
@@ -211,7 +211,7 @@ def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, e
             rc.reconcile(dataclasses.replace(settings, breaker_cooldown_s=0.1), fix=True)
     finally:
         emulator.configure(faults={"unavailable": 0.0})
-    text = st.reconcile_text(rc.last_result(catalog), now=time.time())
+    text = reconcile_text(rc.last_result(catalog), now=time.time())
     catalog.close()
 
     assert "FAILED" in text and "503" in text and "fixed" not in text

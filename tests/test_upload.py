@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import file_states, wait_for, write_library
-from objlib import runs, status
+from objlib import runs
+from objlib.views.status import latest_run_line
 from objlib.catalog import open_catalog
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
@@ -280,7 +281,7 @@ def test_latest_run_tells_a_live_run_from_one_whose_runner_died(catalog):
     runs.start(catalog, [(ids[0], 1)], now=1020.0, owner=f"{socket.gethostname()}:{dead}")
     latest = runs.latest_run(catalog, now=1030.0)
     assert (latest["id"], latest["outcome"]) == (2, "abandoned")
-    assert status.latest_run_line(latest).startswith("run 2 (abandoned): 0/1 indexed (0.0%)")
+    assert latest_run_line(latest).startswith("run 2 (abandoned): 0/1 indexed (0.0%)")
 
 
 def test_status_shows_the_latest_run_next_to_the_whole_library(catalog):

@@ -36,7 +36,6 @@ import os
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
@@ -418,44 +417,3 @@ def _report(results: Iterable, progress: ProgressFn | None, total: int, done: in
             yield item, content
         if progress:
             progress(done, total)
-
-
-# ---------------------------------------------------------------------------- rendering
-
-
-@contextmanager
-def hashing_progress(console=None) -> Iterator[ProgressFn | None]:
-    """A transient Rich progress bar on stderr while files are read; None when stderr is
-    not a terminal (logs, CI, tests)."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
-
-    console = console or Console(stderr=True)
-    if not console.is_terminal:
-        yield None
-        return
-    with Progress(TextColumn("hashing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("hashing", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def summary_table(summary: ScanSummary):
-    """The summary as a Rich table (the warnings follow it as its caption)."""
-    from rich.table import Table
-
-    title = f"{'dry run: nothing written — ' if summary.dry_run else ''}scan of {summary.root}"
-    table = Table(title=title, show_header=True, title_justify="left")
-    table.add_column("files")
-    table.add_column("count", justify="right")
-    for label, count in summary.rows():
-        table.add_row(label, str(count))
-    read_mb = summary.read_bytes / 1e6
-    table.caption = "\n".join(
-        [f"{summary.files} found, {summary.read_files} read ({read_mb:.1f} MB) "
-         f"in {summary.elapsed_s:.2f} s"]
-        + [f"warning: {w}" for w in summary.warnings]
-        + [f"renamed: {old} -> {new}" for old, new in summary.renamed[:10]])
-    table.caption_justify = "left"
-    return table
