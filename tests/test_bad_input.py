@@ -14,7 +14,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import file_states, wait_for, write_library
+from tests.support.catalogue import file_states
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog

@@ -12,14 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_library
+from tests.support.disk import write_library
 
 from objlib.emulator import PROFILES
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+from scripts import baseline_seed
 
-import baseline_seed  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _with_ineligible_files(library: Path, count: int) -> None:

@@ -12,7 +12,7 @@ from google.genai import errors, types
 
 from objlib.emulator import PROFILES, Emulator
 from objlib.emulator.behaviour import Behaviour, SlidingWindow
-from test_emulator_contract import make_client, raw, upload
+from tests.support.sdk import make_client, raw, upload
 
 
 @pytest.fixture

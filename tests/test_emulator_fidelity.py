@@ -17,8 +17,11 @@ import pytest
 from click.testing import CliRunner
 from google.genai import errors, types
 
-from conftest import file_states, wait_for, write_library
-from test_emulator_contract import META, make_client, raw, upload
+from tests.support.catalogue import file_states
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
+from tests.support.store import assert_converged, documents
+from tests.support.sdk import META, make_client, raw, upload
 from objlib import pipeline, queue, reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
@@ -544,11 +547,8 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
                           latency={"upload": 0.05, "index": 0.3}).start()
         # Then the run finishes: one document per file, and reconcile finds no drift
         wait_for(lambda: file_states(settings) == {"indexed": 40}, 90, 0.2, "all indexed")
-        documents = [d for store in second.stats()["stores"].values()
-                     for per_file in store["files"].values() for d in per_file]
-        versions = [(d["customMetadata"]["objlib_file_id"], d["customMetadata"]["objlib_version"])
-                    for d in documents]
-        assert len(versions) == len(set(versions)) == 40
+        assert len(documents(second)) == 40
+        assert_converged(settings, second)
         assert rc.reconcile(settings).drift == 0
     finally:
         first.stop()

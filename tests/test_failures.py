@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_library
+from tests.support.disk import write_library
 from objlib import failures as fl
 from objlib.catalog import open_catalog
 from objlib.catalog import lifecycle as lc

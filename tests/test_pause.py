@@ -16,7 +16,10 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from conftest import Consumer, file_states, queued, wait_for, write_library
+from tests.support.processes import Consumer
+from tests.support.catalogue import file_states, queued
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import queued, write_library
+from tests.support.catalogue import queued
+from tests.support.disk import write_library
 from objlib import pace, pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.gemini import metadata as gm

@@ -14,7 +14,8 @@ from datetime import datetime
 import pytest
 from click.testing import CliRunner
 
-from conftest import wait_for, write_library
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
 from objlib import status as st
 from objlib.views import status as view
 from objlib.views.words import ago

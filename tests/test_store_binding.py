@@ -17,12 +17,13 @@ import time
 
 import pytest
 
-from conftest import file_states, wait_for, write_library
+from tests.support.catalogue import file_states
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
 from objlib.catalog import open_catalog
 from objlib.errors import ConfigError
 from objlib.gemini.errors import GeminiError
 from objlib.settings import Settings
-from test_reconcile import docs_of
 
 
 def objlib(home, *args: str, emulator=None, timeout_s: float = 120.0):

@@ -16,14 +16,16 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import file_states, wait_for, write_library
+from tests.support.catalogue import file_states
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
 from objlib import runs
 from objlib.views.status import latest_run_line
 from objlib.catalog import open_catalog
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
 from objlib.scan import scan_library
-from test_queue_e2e import assert_exactly_one_document_per_indexed_file
+from tests.support.store import assert_converged
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -95,7 +97,7 @@ def test_a_foreground_run_of_100_files_indexes_all_of_them_with_readable_plain_o
     run = upload()
     assert run.wait() == 0, run.output()
     assert file_states(settings) == {"indexed": 100}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     assert imports(emulator) == 100
     # the run is recorded, closed, with its figures
     [record] = all_runs(settings)
@@ -138,7 +140,7 @@ def test_an_interrupted_run_resumed_by_a_second_one_indexes_every_file_exactly_o
     second = upload()
     assert second.wait() == 0, second.output()
     assert file_states(settings) == {"indexed": 100}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     one, two = all_runs(settings)
     assert (one["outcome"], two["outcome"]) == (expected, "done")
     assert two["total"] == left and two["indexed"] == left
@@ -156,7 +158,7 @@ def test_alongside_a_running_consumer_there_is_no_double_work(settings, library,
     assert run.wait() == 0, run.output()
     assert file_states(settings) == {"indexed": 100}
     assert imports(emulator) == 100
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     # both took part: the consumer's log and the run's log each started imports
     run_log = (settings.home / "logs" / "upload.log").read_text()
     assert "import started" in run_log and "import started" in consumer.log()

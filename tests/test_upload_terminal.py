@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from conftest import wait_for, write_library
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
 from objlib.scan import scan_library
 
 pytestmark = [pytest.mark.slow,

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import file_states, queued, wait_for, write_library
+from tests.support.catalogue import file_states, queued
+from tests.support.waits import wait_for
+from tests.support.disk import write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
