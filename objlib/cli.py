@@ -81,7 +81,8 @@ def enqueue(ctx, limit, dry_run, retry_failed):
     click.echo(f"resumed {len(s.recovered.requeued)} stuck upload(s), "
                f"{len(s.recovered.polls)} lost poll(s); {s.recovered.removals} removal(s) sent")
     if s.retried_failed:
-        click.echo(f"{'would retry' if s.dry_run else 'retrying'} {s.retried_failed} failed file(s)")
+        verb = "would retry" if s.dry_run else "retrying"
+        click.echo(f"{verb} {s.retried_failed} failed file(s)")
 
 
 @cli.command()
@@ -159,7 +160,8 @@ def emulator(host, port, profile, latency, fault, rpm, seed, api_keys, storage_l
         emu.start()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
-    click.echo(f"Gemini emulator ({profile}) on {emu.base_url}; Ctrl+C to stop. Point objlib at it:")
+    click.echo(f"Gemini emulator ({profile}) on {emu.base_url}; Ctrl+C to stop. "
+               "Point objlib at it:")
     click.echo(f"export GOOGLE_GEMINI_BASE_URL={emu.base_url}")
     emu.serve_forever()
 

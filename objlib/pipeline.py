@@ -22,21 +22,21 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from objlib import pace
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
-from objlib.gemini import metadata as gm
 from objlib.errors import ConfigError, StoreLost
+from objlib.gemini import metadata as gm
 from objlib.gemini.client import upload_cost
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient, Unavailable
-from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.log import get_logger
 from objlib.scan.source import Refused, Source, SourceChanged, open_source
 from objlib.settings import Settings
+from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.throttle import CONTINUE_AHEAD_S, RESERVE_AHEAD_S, Deferred, Throttle
 
 log = get_logger("objlib.worker")

@@ -54,17 +54,17 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 from objlib import queue
-from objlib.store import mark_store_lost, recreate_store
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
 from objlib.errors import CatalogError, ObjlibError
 from objlib.gemini.errors import GeminiError, Gone
 from objlib.log import get_logger
 from objlib.settings import Settings
+from objlib.store import mark_store_lost, recreate_store
 from objlib.throttle import Deferred, Throttle
 
 log = get_logger("objlib.reconcile")

@@ -25,8 +25,15 @@ import time
 from dataclasses import dataclass, field
 
 from objlib.catalog import Catalog
-from objlib.catalog.lifecycle import (FAILED, IMPORTING, IN_FLIGHT, INDEXED, PENDING, QUEUED,
-                                      UPLOADING)
+from objlib.catalog.lifecycle import (
+    FAILED,
+    IMPORTING,
+    IN_FLIGHT,
+    INDEXED,
+    PENDING,
+    QUEUED,
+    UPLOADING,
+)
 
 RUNNING, DONE, INTERRUPTED, ABORTED, ABANDONED = (
     "running", "done", "interrupted", "aborted", "abandoned")

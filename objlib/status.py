@@ -24,9 +24,16 @@ from pathlib import Path
 
 from objlib import runs
 from objlib.catalog import Catalog
+from objlib.catalog.lifecycle import (
+    ELIGIBLE,
+    FAILED,
+    IMPORTING,
+    IN_FLIGHT,
+    INDEXED,
+    STATES,
+    UPLOADING,
+)
 from objlib.catalog.read import existing_catalog, read_transaction
-from objlib.catalog.lifecycle import (ELIGIBLE, FAILED, IMPORTING, IN_FLIGHT, INDEXED, STATES,
-                                      UPLOADING)
 from objlib.errors import ObjlibError
 from objlib.settings import Settings
 from objlib.store import lost_at as store_lost_at
@@ -159,7 +166,7 @@ class _CatalogueFacts:
                 f"SELECT {', '.join('COALESCE(SUM(at >= ?), 0)' for _ in WINDOWS_S)}, "
                 "MIN(CASE WHEN at >= ? THEN at END) FROM history WHERE at >= ? AND to_state=?",
                 (*since, now - ETA_WINDOW_S, min(since), INDEXED))[0]
-            facts.indexed_in = dict(zip(WINDOWS_S, tuple(counts)[:-1]))
+            facts.indexed_in = dict(zip(WINDOWS_S, tuple(counts)[:-1], strict=True))
             facts.first_recent_indexed_at = counts[-1]
             facts.errors_by_class = {r[0]: r[1] for r in cat.query(
                 "SELECT error_class, COUNT(*) FROM errors WHERE at >= ? GROUP BY error_class "

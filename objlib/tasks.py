@@ -20,8 +20,7 @@ from huey.signals import SIGNAL_EXECUTING
 from huey.storage import SqliteStorage
 from huey.utils import normalize_time
 
-from objlib import log
-from objlib import pipeline
+from objlib import log, pipeline
 from objlib.catalog import Catalog, open_catalog
 from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
 from objlib.settings import Settings

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -157,7 +158,7 @@ def worker_profile(log_text: str, files: int, start: float, end: float, workers:
         for began, ended, kind in seq:
             in_tasks[kind] = in_tasks.get(kind, 0.0) + ended - began
             counts[kind] = counts.get(kind, 0) + 1
-        gaps += [b[0] - a[1] for a, b in zip(seq, seq[1:])]
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(seq)]
     short = [g for g in gaps if g < 0.1]
     busy = sum(in_tasks.values())
     edges = sorted([(a, 1) for seq in runs.values() for a, _, _ in seq] +
@@ -527,11 +528,14 @@ def table(results: dict) -> str:
         lines.append(f"rate limit: L={r0['limit_per_minute']}/min for {r0['duration_s']:.0f} s, "
                      f"{r0['files']} files queued; median of {r['n_runs']} run(s)")
         row("busiest 60 s window / L (all requests)", md["max_window_fraction"],
-            f"<= {TARGETS['rate_max_window']}", md["max_window_fraction"] <= TARGETS["rate_max_window"])
+            f"<= {TARGETS['rate_max_window']}",
+            md["max_window_fraction"] <= TARGETS["rate_max_window"])
         row("sustained: last 60 s / L", md["sustained_fraction"],
-            f">= {TARGETS['rate_sustained']}", md["sustained_fraction"] >= TARGETS["rate_sustained"])
+            f">= {TARGETS['rate_sustained']}",
+            md["sustained_fraction"] >= TARGETS["rate_sustained"])
         row("average over the run / L", md["average_fraction"])
-        row("busiest window of quota calls, run 1", f"{r0['max_calls_in_60s']}/{r0['limit_per_minute']}")
+        row("busiest window of quota calls, run 1",
+            f"{r0['max_calls_in_60s']}/{r0['limit_per_minute']}")
         row("emulator quota 429s", md["quota_429s"])
         row("files indexed during the run, run 1", r0["indexed"])
         q = r["quota"]
@@ -546,7 +550,8 @@ def table(results: dict) -> str:
         row("adaptive limit at the end (/min)", q["adaptive_per_minute"])
     if s := results.get("scan"):
         t = s["targets"]
-        lines.append(f"scan: {s['files']} files, {s['bytes'] / 1e6:.1f} MB; median of {s['runs']} runs")
+        lines.append(f"scan: {s['files']} files, {s['bytes'] / 1e6:.1f} MB; "
+                     f"median of {s['runs']} runs")
         row("sha256sum (find | xargs) (s)", f"{s['sha256sum_s']:.3f}")
         row("cold objlib scan (s)", f"{s['cold_scan_s']:.3f}")
         row("cold scan / sha256sum", f"{s['cold_ratio']:.2f}x", f"<= {t['cold_ratio']}x",

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import json
+import os
 import random
 import signal
 import sys
@@ -186,7 +186,8 @@ class Chaos:
         for _ in range(3):
             report = self.reconcile("--fix")
             fixes.append({"counts": report["counts"], "fixed": report["fixed"]})
-            self.say(f"objlib reconcile --fix: drift {report['drift']} {_nonzero(report['counts'])}")
+            self.say(f"objlib reconcile --fix: drift {report['drift']} "
+                     f"{_nonzero(report['counts'])}")
             if not report["drift"]:
                 break
             self.drain("after reconcile --fix")

@@ -12,11 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.disk import write_library
-
 from objlib.emulator import PROFILES
-
 from scripts import baseline_seed
+from tests.support.disk import write_library
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 

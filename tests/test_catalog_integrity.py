@@ -12,14 +12,14 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
-from tests.support.catalogue import file_states
-from tests.support.waits import wait_for
-from tests.support.disk import read_only, write_library
 from objlib.catalog import Catalog, lifecycle, open_catalog
 from objlib.catalog.lifecycle import NewFile
 from objlib.cli import cli
 from objlib.errors import CatalogError
 from objlib.settings import Settings
+from tests.support.catalogue import file_states
+from tests.support.disk import read_only, write_library
+from tests.support.waits import wait_for
 
 COMMANDS = {"scan": ["scan", "LIBRARY"], "enqueue": ["enqueue"], "status": ["status"],
             "reconcile": ["reconcile"]}

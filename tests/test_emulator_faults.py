@@ -5,7 +5,6 @@ the statistics benchmarks read. Rates of 1.0 make faults deterministic; no test 
 from __future__ import annotations
 
 import asyncio
-import io
 
 import pytest
 from google.genai import errors, types

@@ -8,18 +8,18 @@ import time
 
 import pytest
 
-from tests.support.waits import wait_for
-from tests.support.disk import write_library
 from objlib import pipeline, queue
 from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
 from objlib.throttle import Deferred
-from tests.support.store import documents
-from tests.support.store import unsettled
+from tests.support.disk import write_library
+from tests.support.store import documents, unsettled
+from tests.support.waits import wait_for
 
 NOTE = "Notes/note {:04d}.txt"
+FIRST_NOTE = NOTE.format(0)
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def ctx(settings, library, emulator):
     context.catalog.close()
 
 
-def importing(ctx, path=NOTE.format(0)) -> lc.FileRow:
+def importing(ctx, path=FIRST_NOTE) -> lc.FileRow:
     """The row's import sent and answered (its operation known, not done yet)."""
     row = lc.by_path(ctx.catalog, path)
     assert lc.mark_queued(ctx.catalog, row.id, row.version, "task-1", time.time())

@@ -13,13 +13,13 @@ import time
 
 import pytest
 
-from tests.support.catalogue import file_states
-from tests.support.waits import wait_for
-from tests.support.disk import write_library
-from tests.support.store import assert_converged
 from objlib.catalog import open_catalog
 from objlib.queue import enqueue, queue_depth
 from objlib.scan import scan_library
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.store import assert_converged
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,8 @@ def test_with_faults_every_file_ends_indexed_or_failed_with_a_reason(settings, l
     # pace, which then takes minutes to rise again — see throttle.py)
     emulator.configure(faults={"rate_limit": 0.05, "unavailable": 0.1, "create_failed": 0.1,
                                "never_done": 0.05})
-    env = {"OBJLIB_BACKOFF_BASE_S": "0.2", "OBJLIB_POLL_TIMEOUT_S": "3", "OBJLIB_MAX_ATTEMPTS": "12"}
+    env = {"OBJLIB_BACKOFF_BASE_S": "0.2", "OBJLIB_POLL_TIMEOUT_S": "3",
+           "OBJLIB_MAX_ATTEMPTS": "12"}
     total = scanned(settings, library, 80)
     enqueue(settings)
     consumers(workers=7, env=env)

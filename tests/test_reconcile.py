@@ -14,9 +14,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from tests.support.disk import write_library
-from tests.support.store import documents
-from objlib import pipeline, queue, reconcile as rc
+from objlib import pipeline, queue
+from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
@@ -24,6 +23,8 @@ from objlib.gemini import metadata as gm
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Deferred
+from tests.support.disk import write_library
+from tests.support.store import documents
 
 FILES = 6
 

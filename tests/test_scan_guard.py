@@ -16,14 +16,14 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from tests.support.catalogue import file_states
-from tests.support.disk import write_library
-from tests.support.store import documents
 from objlib.cli import cli
 from objlib.errors import LibraryError, MassDeleteRefused
 from objlib.scan import check_root, scan_library
 from objlib.scan.guard import DeleteLimit, refusal
 from objlib.settings import Settings
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.store import documents
 
 NOW = 1_700_000_000.0
 

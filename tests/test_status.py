@@ -14,22 +14,23 @@ from datetime import datetime
 import pytest
 from click.testing import CliRunner
 
-from tests.support.waits import wait_for
-from tests.support.disk import write_library
 from objlib import status as st
-from objlib.views import status as view
-from objlib.views.words import ago
-from objlib.catalog import open_catalog
 from objlib.catalog import lifecycle as lc
+from objlib.catalog import open_catalog
 from objlib.cli import cli
 from objlib.queue import bind, enqueue
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Throttle
+from objlib.views import status as view
+from objlib.views.words import ago
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 NOW = 1_800_000_000.0  # the tests' clock
 
-JSON_KEYS = {"latest_run", "generated_at", "home", "store", "files", "oldest_in_flight_age_s", "queue", "progress",
+JSON_KEYS = {"latest_run", "generated_at", "home", "store", "files", "oldest_in_flight_age_s",
+             "queue", "progress",
              "throughput", "eta_seconds", "breaker", "rate_limit", "errors", "last_reconcile",
              "last_activity_at"}
 NESTED_KEYS = {

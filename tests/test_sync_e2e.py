@@ -12,13 +12,14 @@ import time
 
 import pytest
 
-from tests.support.waits import wait_for
-from tests.support.disk import write_library
-from tests.support.store import documents, unsettled
-from objlib import pipeline, queue, reconcile as rc
+from objlib import pipeline, queue
+from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
+from tests.support.disk import write_library
+from tests.support.store import documents, unsettled
+from tests.support.waits import wait_for
 
 FILES = 3
 

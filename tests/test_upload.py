@@ -16,16 +16,16 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from tests.support.catalogue import file_states
-from tests.support.waits import wait_for
-from tests.support.disk import write_library
 from objlib import runs
-from objlib.views.status import latest_run_line
-from objlib.catalog import open_catalog
 from objlib.catalog import lifecycle as lc
+from objlib.catalog import open_catalog
 from objlib.cli import cli
 from objlib.scan import scan_library
+from objlib.views.status import latest_run_line
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
 from tests.support.store import assert_converged
+from tests.support.waits import wait_for
 
 ANSI = re.compile(r"\x1b\[")
 

@@ -117,7 +117,8 @@ def _move(conn: sqlite3.Connection, file_id: int, version: int | None, from_stat
         return False
     new_version = assignments.get("version", old["version"])
     conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
-                 "VALUES(?, ?, ?, ?, ?, ?)", (file_id, new_version, old["state"], to_state, now, why))
+                 "VALUES(?, ?, ?, ?, ?, ?)",
+                 (file_id, new_version, old["state"], to_state, now, why))
     return True
 
 
@@ -379,7 +380,8 @@ def record_attempt(catalog: Catalog, file_id: int, version: int, error_class: st
     column = "rate_limited" if rate_limited else "attempts"
     with catalog.write() as conn:
         cur = conn.execute(f"UPDATE files SET {column}={column}+1, error_class=?, error_message=? "
-                           f"WHERE id=? AND version=? AND state IN ('queued','uploading','importing')",
+                           "WHERE id=? AND version=? "
+                           "AND state IN ('queued','uploading','importing')",
                            (error_class, message, file_id, version))
         if cur.rowcount != 1:
             return None

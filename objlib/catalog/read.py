@@ -11,8 +11,9 @@ first, not a new empty catalogue in the wrong folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from objlib.catalog.db import Catalog
 from objlib.errors import CatalogError

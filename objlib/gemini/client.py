@@ -10,8 +10,9 @@ failure a :class:`objlib.gemini.errors.GeminiError`. Every HTTP exchange goes th
   (``classify``),
 - calls ``on_response(call, status)`` afterwards: 200, the error's HTTP status, or None when
   no response came back (as the circuit breaker should count it: a full store's 429 is
-  reported as 400, see ``errors.breaker_status``). A failing ``on_response`` is logged, never raised: the answer of a
-  call that succeeded (an import's operation name) must not be lost to a bookkeeping hook.
+  reported as 400, see ``errors.breaker_status``). A failing ``on_response`` is logged, never
+  raised: the answer of a call that succeeded (an import's operation name) must not be lost to
+  a bookkeeping hook.
 
 The SDK's own retries are off; retrying is the queue's job. The SDK client is built on first
 use (never at import: workers fork) and rebuilt if the process has forked since.

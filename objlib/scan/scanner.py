@@ -35,10 +35,11 @@ import json
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from objlib.catalog import Catalog, lifecycle, open_catalog
 from objlib.catalog.lifecycle import DELETED, SKIPPED, NewFile
@@ -47,8 +48,15 @@ from objlib.log import get_logger
 from objlib.scan import guard
 from objlib.scan.guard import DeleteLimit
 from objlib.scan.metadata import PathMetadata, compile_patterns, parse_path
-from objlib.scan.walk import (CONTENT_REASONS, Content, Entry, Listing, check_root, list_library,
-                              read_content)
+from objlib.scan.walk import (
+    CONTENT_REASONS,
+    Content,
+    Entry,
+    Listing,
+    check_root,
+    list_library,
+    read_content,
+)
 from objlib.settings import Settings
 
 ROOT_KEY = "library_root"
@@ -412,7 +420,7 @@ def _batches(items: list, max_files: int = READ_BATCH_FILES,
 
 def _report(results: Iterable, progress: ProgressFn | None, total: int, done: int = 0):
     for batch, contents in results:
-        for item, content in zip(batch, contents):
+        for item, content in zip(batch, contents, strict=True):
             done += item[0].size or 0
             yield item, content
         if progress:

@@ -51,7 +51,8 @@ def breaker_text(t: ThrottleState) -> str:
 def rate_text(t: ThrottleState) -> str:
     limit = f"{t.limit_per_minute}/min" if t.limit_per_minute else "unlimited"
     if t.adaptive_per_minute is not None:
-        limit = f"{rounded_per_minute(t.adaptive_per_minute)}/min adapted to 429s; configured {limit}"
+        adapted = rounded_per_minute(t.adaptive_per_minute)
+        limit = f"{adapted}/min adapted to 429s; configured {limit}"
     throttled = (f", {t.throttled_last_60s} answered 429/502/503/504 or not at all"
                  if t.throttled_last_60s else "")
     return f"{t.requests_last_60s} requests in the last 60 s (limit {limit}){throttled}"
@@ -99,7 +100,8 @@ def render(snap: Snapshot, *, footer: str | None = None):
                           (clock(snap.generated_at), "dim"))
     parts = [title, _overall(snap), Columns([_states_panel(snap), _health_panel(snap)])]
     if snap.store_lost_at is not None:
-        parts.insert(1, Text(f"the store {snap.store} is gone ({ago(snap.store_lost_at, snap.generated_at)}): "
+        lost = ago(snap.store_lost_at, snap.generated_at)
+        parts.insert(1, Text(f"the store {snap.store} is gone ({lost}): "
                              "no file is searchable; `objlib reconcile --fix` creates a new "
                              "store and uploads every file again", style="bold red"))
     if footer:

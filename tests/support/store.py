@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 ACTIVE = "STATE_ACTIVE"
 
