@@ -26,7 +26,9 @@ def _fail_cleanly(fn):
 
 
 def settings_of(ctx: click.Context) -> Settings:
-    return ctx.find_object(Settings)
+    settings = ctx.find_object(Settings)
+    assert settings is not None, "the group callback sets ctx.obj"
+    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -215,6 +215,7 @@ def upload(settings: Settings, *, view: MakeView, concurrency: int = 7, batch_si
     with Interrupts() as interrupts:
         files = runs.work_to_do(catalog)
         enqueued = enqueue(settings)
+        assert enqueued.store is not None, "a real enqueue binds the store"
         run_id = runs.start(catalog, files, now=time.time(), owner=process_owner(),
                             store=enqueued.store, concurrency=concurrency, batch_size=batch_size)
         shown = view(run_id, catalog.get_meta("store_display_name") or enqueued.store,

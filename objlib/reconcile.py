@@ -185,7 +185,7 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
             raise ObjlibError("no store recorded in the catalogue yet: run `objlib enqueue` "
                               "first (it creates the store)")
         report = Report(store=store, at=time.time() if now is None else now, fix=fix)
-        calls = Counter()
+        calls: Counter[str] = Counter()
         client, closers = (gemini, []) if gemini is not None else _client(settings, calls)
         try:
             _examine(settings, catalog, client, report, pending_after_s, removal_after_s,
@@ -440,6 +440,7 @@ class _Repair:
     def _delete(self, finding: Finding) -> bool:
         """Delete one document, recorded in ``removals`` until the store confirms it."""
         name, cat = finding.document, self.catalog
+        assert name is not None, "only findings about a document delete one"
         if cat.query("SELECT 1 FROM files WHERE document=? AND state!=? LIMIT 1",
                      (name, lc.DELETED)):
             self.report.errors.append(f"{name}: left alone, the catalogue records it as a "

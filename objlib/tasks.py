@@ -32,6 +32,8 @@ class _QueueStorage(SqliteStorage):
     the first connection (huey makes them in ``__init__``), and without a file name it takes
     the queue of the home in force at that moment."""
 
+    filename: str | None  # set by huey's __init__; None until the first connection
+
     def __init__(self, name: str = "objlib", filename: str | None = None, **kwargs):
         super().__init__(name, filename=filename, create_tables=False, **kwargs)
 
@@ -227,7 +229,7 @@ def _first_look_in(task, delay_s: float) -> None:
 @huey.task(context=True, name="poll_import", priority=_AHEAD, **_UNEXPECTED)
 @_rescheduling
 def poll_import(file_id: int | None = None, version: int | None = None, task=None):
-    if file_id is None:  # the upload step stopped early: nothing to follow
+    if file_id is None or version is None:  # the upload step stopped early: nothing to follow
         return None
     for removal_id in pipeline.poll_import(context(), file_id, version, task.id):
         remove_document(removal_id)

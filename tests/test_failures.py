@@ -29,7 +29,7 @@ def failed(settings, library):
     outcomes = [("transient", "503 UNAVAILABLE"), ("transient", "503 UNAVAILABLE"),
                 ("transient", "timeout"), ("changed", "content changed since the scan"),
                 ("vanished", "vanished since the scan")]
-    for i, (row, (error_class, message)) in enumerate(zip(rows, outcomes, strict=True)):
+    for i, (row, (error_class, message)) in enumerate(zip(rows, outcomes, strict=False)):
         assert lc.mark_queued(catalog, row["id"], 1, f"t{i}", NOW - 100)
         assert lc.claim(catalog, row["id"], 1, f"t{i}", NOW - 90, 300.0, "host:1")
         for _ in range(i):

@@ -215,16 +215,19 @@ class Emulator:
         server.shutdown()
         server.server_close()
         server.close_connections()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         if self.state_dir is not None:
             self.state_dir.stop()
 
     def serve_forever(self) -> None:
         """Serve in the foreground until Ctrl+C (KeyboardInterrupt), then stop cleanly."""
         self.start()
+        thread = self._thread
+        assert thread is not None, "start() runs the server in a thread"
         try:
-            while self._thread.is_alive():
-                self._thread.join(0.5)
+            while thread.is_alive():
+                thread.join(0.5)
         except KeyboardInterrupt:
             pass
         finally:

@@ -291,7 +291,7 @@ class Upload:
     store: str | None = None              # target store (uploadToFileSearchStore)
     custom_metadata: list[dict] = field(default_factory=list)
     received: int = 0
-    sha256: object = field(default_factory=hashlib.sha256)
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from google import genai
@@ -247,7 +247,7 @@ class GeminiClient:
         kind = (types.UploadToFileSearchStoreOperation if "/upload/operations/" in name
                 else types.ImportFileOperation)
         return _operation(name, self._call("get_operation", lambda c: c.operations.get(
-            kind(name=name))))
+            kind.model_validate({"name": name}))))
 
     def get_document(self, name: str) -> Document:
         return _document(self._call("get_document", lambda c: c.file_search_stores.documents.get(
@@ -433,7 +433,7 @@ def _document(d) -> Document:
 
 
 def _decode_metadata(entries) -> dict:
-    decoded = {}
+    decoded: dict[str, Any] = {}
     for entry in entries:
         if entry.string_list_value is not None:
             decoded[entry.key] = list(entry.string_list_value.values or [])

@@ -294,6 +294,7 @@ class _Scan:
             self._skipped(entry.path, row, size, mtime_ns, content.skip_reason)
             return
         digest = content.content_hash
+        assert digest is not None, "a file read and not skipped has a hash"
         meta = self._metadata(entry.path)
         stat = dict(size=size, mtime_ns=mtime_ns, metadata=meta.values, quality=meta.quality,
                     now=self.now)
@@ -324,13 +325,12 @@ class _Scan:
                 self.summary.renamed.append((path, renamed_to.pop(0)))
 
     def flush(self) -> None:
-        if self._new and not self.dry_run:
-            lifecycle.record_new_many(self.catalog, self._new, self.now)
-        self._new = []
-        if self._seen and not self.dry_run:
+        if not self.dry_run and self.catalog is not None:  # (no catalogue: a dry run)
+            if self._new:
+                lifecycle.record_new_many(self.catalog, self._new, self.now)
             for i in range(0, len(self._seen), SEEN_BATCH):
                 lifecycle.seen(self.catalog, self._seen[i:i + SEEN_BATCH], self.now)
-        self._seen = []
+        self._new, self._seen = [], []
 
     def _skipped(self, path: str, row: _Known | None, size, mtime_ns, reason: str) -> None:
         self.summary.skipped[reason] += 1

@@ -11,7 +11,7 @@ import json
 import time
 
 from rich.columns import Columns
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.live import Live
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -135,8 +135,9 @@ _STATE_STYLE = {PENDING: "white", INDEXED: "green", FAILED: "red", SKIPPED: "dim
 def _states_panel(snap: Snapshot):
     total = sum(snap.files.values())
     table = Table(box=None, padding=(0, 1), show_edge=False)
-    for name, justify in (("state", "left"), ("files", "right"), ("share", "left"),
-                          ("oldest", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("state", "left"), ("files", "right"), ("share", "left"), ("oldest", "right"))
+    for name, justify in columns:
         table.add_column(name, justify=justify)
     for state in STATES:
         age = snap.oldest_in_flight_age_s.get(state)
