@@ -205,7 +205,8 @@ def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (shape: README).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (shape: docs/status.md).")
 @click.option("--watch", is_flag=True, help="A live view, refreshed until Ctrl+C.")
 @click.option("--until-done", is_flag=True,
               help="With --watch: stop once nothing is pending or in flight.")

@@ -261,7 +261,7 @@ def throttle_state(settings: Settings, now: float) -> tuple[ThrottleState, float
 
 
 def to_json(snap: Snapshot) -> dict:
-    """The stable ``status --json`` shape (documented in the README; a test pins the keys).
+    """The stable ``status --json`` shape (in docs/status.md; a test pins the keys).
     Times are epoch seconds, durations seconds, rates rows per minute."""
     t = snap.throttle
     return {
