@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast demo bench bench-quick bench-seed bench-scan chaos clean
+.PHONY: lint test test-fast demo bench bench-quick bench-seed bench-scan chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -11,10 +11,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make test: create the environment if missing, install, run the whole suite
+## make lint: ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) over the tree and
+## mypy over objlib/ (configured in pyproject.toml); a few seconds
+lint: $(STAMP)
+	$(BIN)/python -m ruff check
+	$(BIN)/python -m mypy
+
+## make test: create the environment if missing, install, lint, run the whole suite
 ## (four pytest-xdist workers: most tests wait on consumer processes and the emulator, not the CPU;
 ## 631 tests took 2 min 46 s on 2 cores instead of 8 min)
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q -n 4
 
 ## make test-fast: everything except the slow end-to-end tests
@@ -47,4 +53,4 @@ chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py $(CHAOS_ARGS)
 
 clean:
-	rm -rf $(VENV) data bench-results .pytest_cache
+	rm -rf $(VENV) data bench-results .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,9 @@ def _fail_cleanly(fn):
 
 
 def settings_of(ctx: click.Context) -> Settings:
-    return ctx.find_object(Settings)
+    settings = ctx.find_object(Settings)
+    assert settings is not None, "the group callback sets ctx.obj"
+    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,7 +83,8 @@ def enqueue(ctx, limit, dry_run, retry_failed):
     click.echo(f"resumed {len(s.recovered.requeued)} stuck upload(s), "
                f"{len(s.recovered.polls)} lost poll(s); {s.recovered.removals} removal(s) sent")
     if s.retried_failed:
-        click.echo(f"{'would retry' if s.dry_run else 'retrying'} {s.retried_failed} failed file(s)")
+        verb = "would retry" if s.dry_run else "retrying"
+        click.echo(f"{verb} {s.retried_failed} failed file(s)")
 
 
 @cli.command()
@@ -159,7 +162,8 @@ def emulator(host, port, profile, latency, fault, rpm, seed, api_keys, storage_l
         emu.start()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
-    click.echo(f"Gemini emulator ({profile}) on {emu.base_url}; Ctrl+C to stop. Point objlib at it:")
+    click.echo(f"Gemini emulator ({profile}) on {emu.base_url}; Ctrl+C to stop. "
+               "Point objlib at it:")
     click.echo(f"export GOOGLE_GEMINI_BASE_URL={emu.base_url}")
     emu.serve_forever()
 
@@ -188,7 +192,8 @@ def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete):
     """
     from rich.console import Console
 
-    from objlib.scan import hashing_progress, scan_library, summary_table
+    from objlib.scan import scan_library
+    from objlib.views.scan import hashing_progress, summary_table
 
     if allow_mass_delete and max_delete is not None:
         raise click.UsageError("--allow-mass-delete accepts any number; it does not go with "
@@ -200,7 +205,8 @@ def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (shape: README).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (shape: docs/status.md).")
 @click.option("--watch", is_flag=True, help="A live view, refreshed until Ctrl+C.")
 @click.option("--until-done", is_flag=True,
               help="With --watch: stop once nothing is pending or in flight.")
@@ -221,17 +227,18 @@ def status(ctx, as_json, watch, until_done, interval_s):
     from rich.console import Console
 
     from objlib import status as st
+    from objlib.views import status as view
 
     if watch and as_json:
         raise click.UsageError("--json prints one snapshot; it does not go with --watch")
     if until_done and not watch:
         raise click.UsageError("--until-done goes with --watch")
     if watch:
-        st.watch(settings_of(ctx), interval_s=interval_s, until_done=until_done)
+        view.watch(settings_of(ctx), interval_s=interval_s, until_done=until_done)
     elif as_json:
         click.echo(json.dumps(st.to_json(st.snapshot(settings_of(ctx))), indent=2))
     else:
-        Console().print(st.render(st.snapshot(settings_of(ctx))))
+        Console().print(view.render(st.snapshot(settings_of(ctx))))
 
 
 @cli.command()
@@ -255,6 +262,7 @@ def failures(ctx, as_json, error_class, skipped):
     from rich.console import Console
 
     from objlib import failures as fl
+    from objlib.views.failures import failures_view, skipped_view
 
     if skipped and error_class:
         raise click.UsageError("--class filters failures; it does not go with --skipped")
@@ -263,9 +271,9 @@ def failures(ctx, as_json, error_class, skipped):
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     elif skipped:
-        Console().print(fl.skipped_view(report))
+        Console().print(skipped_view(report))
     else:
-        Console().print(fl.failures_view(report, now=time.time()))
+        Console().print(failures_view(report, now=time.time()))
 
 
 @cli.command()
@@ -293,7 +301,7 @@ def reconcile(ctx, fix, include_foreign, as_json):
     from rich.console import Console
 
     from objlib.reconcile import reconcile as run_reconcile
-    from objlib.reconcile import render
+    from objlib.views.reconcile import render
 
     if include_foreign and not fix:
         raise click.UsageError("--include-foreign goes with --fix")
@@ -333,6 +341,7 @@ def upload(ctx, store, batch_size, concurrency, dry_run):
     from rich.console import Console
 
     from objlib import foreground
+    from objlib.views import upload as view
 
     settings = settings_of(ctx)
     if store:
@@ -340,10 +349,10 @@ def upload(ctx, store, batch_size, concurrency, dry_run):
         os.environ["OBJLIB_STORE"] = store  # the worker threads load their settings anew
     console = Console()
     if dry_run:
-        console.print(foreground.plan_view(foreground.plan(settings)))
+        console.print(view.plan_view(foreground.plan(settings)))
         return
     result = foreground.upload(settings, concurrency=concurrency, batch_size=batch_size,
-                               console=console)
-    console.print(foreground.summary_panel(result))
+                               view=view.progress_view(console))
+    console.print(view.summary_panel(result))
     foreground.exit_now(result)
     ctx.exit(result.exit_code)

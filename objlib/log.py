@@ -34,7 +34,7 @@ class _CurrentStderr:
 def configure(json: bool = False, level: int = logging.INFO, stream=None) -> None:
     """Configure structlog (and the stdlib root logger it forwards to) once per process."""
     stream = stream or _CurrentStderr()
-    processors = [
+    processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -22,21 +22,21 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from objlib import pace
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
-from objlib.gemini import metadata as gm
 from objlib.errors import ConfigError, StoreLost
-from objlib.gemini.client import upload_cost
+from objlib.gemini import metadata as gm
+from objlib.gemini.client import GeminiClient, upload_cost
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient, Unavailable
-from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.log import get_logger
 from objlib.scan.source import Refused, Source, SourceChanged, open_source
 from objlib.settings import Settings
+from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.throttle import CONTINUE_AHEAD_S, RESERVE_AHEAD_S, Deferred, Throttle
 
 log = get_logger("objlib.worker")
@@ -58,15 +58,15 @@ class Context:
 
     settings: Settings
     catalog: Catalog
-    gemini: object  # objlib.gemini.client.GeminiClient (or anything with its methods)
+    gemini: GeminiClient  # (or anything with its methods)
     throttle: Throttle
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
 
     @property
     def store(self) -> str:
-        meta = dict(self.catalog.query("SELECT key, value FROM meta WHERE key IN (?, ?)",
-                                       ("store", LOST_KEY)))
+        meta: dict[str, str] = {key: value for key, value in self.catalog.query(
+            "SELECT key, value FROM meta WHERE key IN (?, ?)", ("store", LOST_KEY))}
         if not meta.get("store"):
             raise Permanent("no store recorded in the catalogue; run `objlib enqueue` first")
         if meta.get(LOST_KEY):
@@ -262,10 +262,10 @@ def _upload_checked(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
         with _open_checked(ctx, row) as source:
             reader = source.reader()
             raw = ctx.gemini.upload_file(
-                reader, file_id=gm.raw_file_id(row.content_hash),
+                reader, file_id=gm.raw_file_id(_hash(row)),
                 display_name=gm.display_name(Path(row.path).name),
                 mime_type=_mime_type(row.path))
-            if reader.sent_anything and not reader.matches(row.content_hash):
+            if reader.sent_anything and not reader.matches(_hash(row)):
                 ctx.gemini.delete_file(raw.name)
                 raise Refused("changed", f"{row.path} changed while it was uploaded (the raw "
                               "file was deleted); run `objlib scan` to pick up the new version")
@@ -283,7 +283,13 @@ def _upload_checked(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
 def _open_checked(ctx: Context, row: lc.FileRow) -> Source:
     """The row's file, open and checked against the scan (raises ``Refused``)."""
     return open_source(ctx.catalog.get_meta("library_root") or ".", row.path, size=row.size,
-                       content_hash=row.content_hash, max_bytes=ctx.settings.max_file_bytes)
+                       content_hash=_hash(row), max_bytes=ctx.settings.max_file_bytes)
+
+
+def _hash(row: lc.FileRow | lc.Superseded) -> str:
+    """The content hash the scan recorded: every version a worker handles was hashed."""
+    assert row.content_hash is not None, f"file {row.id} version {row.version} has no hash"
+    return row.content_hash
 
 
 def _refused(ctx: Context, row: lc.FileRow, step: _Step, refusal: Refused) -> None:
@@ -394,7 +400,8 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
                 overdue_s = pace.overdue_after_s(expected)
                 if waited >= overdue_s:  # settles this row too, if its document says so
                     removals = _sweep_overdue(ctx, now - overdue_s, step)
-                    if lc.get(cat, file_id).state != lc.IMPORTING:
+                    current = lc.get(cat, file_id)
+                    if current is None or current.state != lc.IMPORTING:
                         return removals
             final = now >= (row.poll_deadline or 0)
             if final or not row.operation:
@@ -431,11 +438,11 @@ def _sweep_overdue(ctx: Context, started_before: float, step: _Step) -> list[int
     found = {}
     for doc in ctx.gemini.list_documents(ctx.store, transient_retries=3):
         meta = doc.custom_metadata
-        key = (_meta_int(meta, "objlib_file_id"), _meta_int(meta, "objlib_version"))
-        row = overdue.get(key)
+        file_id, version = _meta_int(meta, "objlib_file_id"), _meta_int(meta, "objlib_version")
+        row = None if file_id is None or version is None else overdue.get((file_id, version))
         if row is not None and meta.get("objlib_catalog") == cat.id and \
-                doc.display_name == gm.raw_file_id(row.content_hash):
-            found[key] = doc
+                doc.display_name == gm.raw_file_id(_hash(row)):
+            found[(row.id, row.version)] = doc
     removals: list[int] = []
     for key, doc in found.items():
         row, about = overdue[key], step.about(overdue[key])
@@ -505,7 +512,7 @@ def _find_document(ctx: Context, row: lc.FileRow | lc.Superseded) -> str | None:
     """The document this version's import created, found in one pass over the store's list:
     its display name is the raw file's id and its metadata names this catalogue, row and
     version."""
-    raw_id = gm.raw_file_id(row.content_hash)
+    raw_id = gm.raw_file_id(_hash(row))
     file_id = row.file_id if isinstance(row, lc.Superseded) else row.id
     catalog_id = ctx.catalog.id
     for doc in ctx.gemini.list_documents(ctx.store, transient_retries=3):
@@ -519,8 +526,8 @@ def _find_document(ctx: Context, row: lc.FileRow | lc.Superseded) -> str | None:
 
 def _meta_int(meta: dict, key: str) -> int | None:
     try:
-        return int(meta.get(key))
-    except (TypeError, ValueError):
+        return int(meta[key])
+    except (KeyError, TypeError, ValueError):
         return None
 
 

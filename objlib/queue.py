@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
 from objlib.errors import CatalogError, QueueError
-from objlib.store import ensure_store
 from objlib.log import get_logger
 from objlib.settings import Settings
+from objlib.store import ensure_store
 
 log = get_logger("objlib.queue")
 

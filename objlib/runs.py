@@ -25,8 +25,15 @@ import time
 from dataclasses import dataclass, field
 
 from objlib.catalog import Catalog
-from objlib.catalog.lifecycle import (FAILED, IMPORTING, IN_FLIGHT, INDEXED, PENDING, QUEUED,
-                                      UPLOADING)
+from objlib.catalog.lifecycle import (
+    FAILED,
+    IMPORTING,
+    IN_FLIGHT,
+    INDEXED,
+    PENDING,
+    QUEUED,
+    UPLOADING,
+)
 
 RUNNING, DONE, INTERRUPTED, ABORTED, ABANDONED = (
     "running", "done", "interrupted", "aborted", "abandoned")
@@ -76,6 +83,7 @@ def start(catalog: Catalog, files: list[tuple[int, int]], *, now: float, owner: 
             "INSERT INTO runs(started_at, outcome, owner, store, concurrency, batch_size, total) "
             "VALUES(?, ?, ?, ?, ?, ?, ?)",
             (now, RUNNING, owner, store, concurrency, batch_size, len(files))).lastrowid
+        assert run_id is not None, "an INSERT sets lastrowid"
         conn.executemany("INSERT INTO run_files(run_id, position, file_id, version) "
                          "VALUES(?, ?, ?, ?)",
                          [(run_id, i, fid, version) for i, (fid, version) in enumerate(files)])
@@ -94,7 +102,9 @@ def finish(catalog: Catalog, run_id: int, outcome: str, *, now: float) -> dict:
             "retried=?, rate_limited=? WHERE id=? AND finished_at IS NULL",
             (now, outcome, figures["indexed"], figures["failed"], figures["left_over"],
              figures["retried"], figures["rate_limited"], run_id))
-    return get_run(catalog, run_id, now=now)
+    run = get_run(catalog, run_id, now=now)
+    assert run is not None, f"run {run_id} was recorded by start()"
+    return run
 
 
 # ---------------------------------------------------------------------------- progress

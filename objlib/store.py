@@ -87,8 +87,9 @@ def recreate_store(settings: Settings, catalog: Catalog, gemini, lost: str, now:
     old store goes back to pending (the next enqueue sends it again), and the removals and
     superseded imports of the old store are closed (their documents went with it)."""
     with _store_lock(settings):
-        if catalog.get_meta("store") != lost:
-            return catalog.get_meta("store")  # another command re-created it meanwhile
+        current = catalog.get_meta("store")
+        if current is not None and current != lost:
+            return current  # another command re-created it meanwhile
         wanted = settings.store_name or catalog.get_meta("store_display_name") \
             or default_store_name(catalog)
         store = _with_retries(settings, lambda: gemini.ensure_store(wanted))

@@ -20,8 +20,7 @@ from huey.signals import SIGNAL_EXECUTING
 from huey.storage import SqliteStorage
 from huey.utils import normalize_time
 
-from objlib import log
-from objlib import pipeline
+from objlib import log, pipeline
 from objlib.catalog import Catalog, open_catalog
 from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
 from objlib.settings import Settings
@@ -32,6 +31,8 @@ class _QueueStorage(SqliteStorage):
     """huey's SQLite storage, touching no file until it is used: the tables are made with
     the first connection (huey makes them in ``__init__``), and without a file name it takes
     the queue of the home in force at that moment."""
+
+    filename: str | None  # set by huey's __init__; None until the first connection
 
     def __init__(self, name: str = "objlib", filename: str | None = None, **kwargs):
         super().__init__(name, filename=filename, create_tables=False, **kwargs)
@@ -228,7 +229,7 @@ def _first_look_in(task, delay_s: float) -> None:
 @huey.task(context=True, name="poll_import", priority=_AHEAD, **_UNEXPECTED)
 @_rescheduling
 def poll_import(file_id: int | None = None, version: int | None = None, task=None):
-    if file_id is None:  # the upload step stopped early: nothing to follow
+    if file_id is None or version is None:  # the upload step stopped early: nothing to follow
         return None
     for removal_id in pipeline.poll_import(context(), file_id, version, task.id):
         remove_document(removal_id)

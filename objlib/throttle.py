@@ -79,7 +79,8 @@ MIN_PER_MINUTE = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), tat REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS reservations (holder TEXT PRIMARY KEY, at REAL NOT NULL, cost INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS reservations (holder TEXT PRIMARY KEY, at REAL NOT NULL,
+                                         cost INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS buckets (second INTEGER PRIMARY KEY, requests INTEGER NOT NULL,
     throttled INTEGER NOT NULL, limited INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS breaker (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL,
@@ -362,7 +363,8 @@ class Throttle:
         if state == "open" and open_until <= now:
             state = "half-open"
         return ThrottleState(
-            breaker=state, breaker_open_for_s=max(0.0, (open_until or 0) - now) if state == "open" else 0.0,
+            breaker=state,
+            breaker_open_for_s=max(0.0, (open_until or 0) - now) if state == "open" else 0.0,
             breaker_trips=trips, requests_last_60s=requests, throttled_last_60s=n429,
             limit_per_minute=self.limit, adaptive_per_minute=self._adaptive_or_none(conn))
 

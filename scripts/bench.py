@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -58,14 +59,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from objlib.emulator import PROFILES
+from scripts import bench_seed
+from scripts import benchlib as bl
+from scripts.make_sample_library import make_library
+from tests.support.processes import PYTHON, Children, EmulatorProcess
+from tests.support.waits import wait_for
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import bench_seed  # noqa: E402
-import benchlib as bl  # noqa: E402
-from make_sample_library import make_library  # noqa: E402
-
-from objlib.emulator import PROFILES  # noqa: E402
 
 TARGETS = {"pipeline_ratio": 0.9, "overhead_files_per_s": 100.0,
            "rate_max_window": 1.0, "rate_sustained": 0.9, "quota_used": 0.8,
@@ -157,7 +158,7 @@ def worker_profile(log_text: str, files: int, start: float, end: float, workers:
         for began, ended, kind in seq:
             in_tasks[kind] = in_tasks.get(kind, 0.0) + ended - began
             counts[kind] = counts.get(kind, 0) + 1
-        gaps += [b[0] - a[1] for a, b in zip(seq, seq[1:])]
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(seq)]
     short = [g for g in gaps if g < 0.1]
     busy = sum(in_tasks.values())
     edges = sorted([(a, 1) for seq in runs.values() for a, _, _ in seq] +
@@ -206,8 +207,8 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
     if library is None:
         library = work / "library"
         make_library(library, files, seed)
-    with bl.Children() as children:
-        emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile=profile,
+    with Children() as children:
+        emu = children.add(EmulatorProcess(work / "emulator.log", profile=profile,
                                               faults=faults, seed=seed))
         run = bl.Run(work / "home", emu.base_url,
                      waits_at_scale(profile) if env is None else env)
@@ -215,13 +216,13 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
         eligible = run.eligible()
         log_path = work / "consumer.log"
         consumer = run.consumer(children, log_path, workers=workers)
-        bl.wait_until(lambda: "consumer started" in log_path.read_text(errors="replace"), 30,
+        wait_for(lambda: "consumer started" in log_path.read_text(errors="replace"), 30,
                       what="the consumer to start")
         time.sleep(0.5)  # its start-up recovery has run
         cpu_before, emu_cpu_before = consumer.live_cpu_s(), emu.live_cpu_s()
         load = [round(os.getloadavg()[0], 2)]
         run.cli("enqueue")
-        bl.wait_until(run.settled, timeout_s, 0.1, f"{eligible} files indexed or failed")
+        wait_for(run.settled, timeout_s, 0.1, f"{eligible} files indexed or failed")
         stats, operations = emu.stats(), emu.operations()
         load.append(round(os.getloadavg()[0], 2))
         consumer.stop(signal.SIGINT, 60)
@@ -284,8 +285,8 @@ def rate_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: in
              seed: int) -> dict:
     """OBJLIB_RPM=rpm with more work than fits in ``duration_s``."""
     make_library(work / "library", files, seed)
-    with bl.Children() as children:
-        emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile="realistic",
+    with Children() as children:
+        emu = children.add(EmulatorProcess(work / "emulator.log", profile="realistic",
                                               rpm=rpm, seed=seed))
         run = bl.Run(work / "home", emu.base_url, {"OBJLIB_RPM": str(rpm)})
         run.cli("scan", str(work / "library"))
@@ -330,8 +331,8 @@ def quota_run(work: Path, *, rpm: int, duration_s: float, files: int, workers: i
               seed: int) -> dict:
     """An rpm quota the service enforces and objlib was not told about (no OBJLIB_RPM)."""
     make_library(work / "library", files, seed)
-    with bl.Children() as children:
-        emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile="realistic",
+    with Children() as children:
+        emu = children.add(EmulatorProcess(work / "emulator.log", profile="realistic",
                                               rpm=rpm, seed=seed))
         run = bl.Run(work / "home", emu.base_url, {})
         run.cli("scan", str(work / "library"))
@@ -446,7 +447,7 @@ def bench_status(args, tmp: Path) -> dict:
     in_process = bench_status.timed(lambda: json.dumps(to_json(snapshot(settings))),
                                     max(5, args.runs * 7))
     command = bench_status.timed(lambda: subprocess.run(
-        [bl.PYTHON, "-m", "objlib", "--home", str(home), "status", "--json"], check=True,
+        [PYTHON, "-m", "objlib", "--home", str(home), "status", "--json"], check=True,
         capture_output=True), max(3, args.runs))
     return {"rows": rows, "in_process_ms": round(statistics.median(in_process), 1),
             "command_ms": round(statistics.median(command), 1),
@@ -527,11 +528,14 @@ def table(results: dict) -> str:
         lines.append(f"rate limit: L={r0['limit_per_minute']}/min for {r0['duration_s']:.0f} s, "
                      f"{r0['files']} files queued; median of {r['n_runs']} run(s)")
         row("busiest 60 s window / L (all requests)", md["max_window_fraction"],
-            f"<= {TARGETS['rate_max_window']}", md["max_window_fraction"] <= TARGETS["rate_max_window"])
+            f"<= {TARGETS['rate_max_window']}",
+            md["max_window_fraction"] <= TARGETS["rate_max_window"])
         row("sustained: last 60 s / L", md["sustained_fraction"],
-            f">= {TARGETS['rate_sustained']}", md["sustained_fraction"] >= TARGETS["rate_sustained"])
+            f">= {TARGETS['rate_sustained']}",
+            md["sustained_fraction"] >= TARGETS["rate_sustained"])
         row("average over the run / L", md["average_fraction"])
-        row("busiest window of quota calls, run 1", f"{r0['max_calls_in_60s']}/{r0['limit_per_minute']}")
+        row("busiest window of quota calls, run 1",
+            f"{r0['max_calls_in_60s']}/{r0['limit_per_minute']}")
         row("emulator quota 429s", md["quota_429s"])
         row("files indexed during the run, run 1", r0["indexed"])
         q = r["quota"]
@@ -546,7 +550,8 @@ def table(results: dict) -> str:
         row("adaptive limit at the end (/min)", q["adaptive_per_minute"])
     if s := results.get("scan"):
         t = s["targets"]
-        lines.append(f"scan: {s['files']} files, {s['bytes'] / 1e6:.1f} MB; median of {s['runs']} runs")
+        lines.append(f"scan: {s['files']} files, {s['bytes'] / 1e6:.1f} MB; "
+                     f"median of {s['runs']} runs")
         row("sha256sum (find | xargs) (s)", f"{s['sha256sum_s']:.3f}")
         row("cold objlib scan (s)", f"{s['cold_scan_s']:.3f}")
         row("cold scan / sha256sum", f"{s['cold_ratio']:.2f}x", f"<= {t['cold_ratio']}x",

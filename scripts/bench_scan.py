@@ -30,10 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from scripts.make_sample_library import make_library
 
-from make_sample_library import make_library  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 TARGETS = {"cold_ratio": 1.5, "rescan_s": 1.0, "peak_rss_mb": 200.0}
 

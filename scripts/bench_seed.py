@@ -26,9 +26,10 @@ import shutil
 import statistics
 from pathlib import Path
 
-import baseline_seed
-import benchlib as bl
-from make_sample_library import make_library
+from scripts import baseline_seed
+from scripts import benchlib as bl
+from scripts.make_sample_library import make_library
+from tests.support.processes import PYTHON, Child, Children, EmulatorProcess
 
 FAULTS = {"rate_limit": 0.05, "unavailable": 0.05}
 CONDITIONS = {"clean": {}, "faulty": FAULTS}
@@ -54,11 +55,11 @@ def baseline_run(work: Path, library_path: Path, *, profile: str, faults: dict, 
     """``baseline_seed.py`` against a fresh emulator; its JSON result."""
     work.mkdir(parents=True, exist_ok=True)
     out = work / "result.json"
-    with bl.Children() as children:
-        emu = children.add(bl.EmulatorProcess(work / "emulator.log", profile=profile,
+    with Children() as children:
+        emu = children.add(EmulatorProcess(work / "emulator.log", profile=profile,
                                               faults=faults, seed=seed))
-        child = children.add(bl.Child(
-            [bl.PYTHON, str(bl.HERE / "baseline_seed.py"), str(library_path),
+        child = children.add(Child(
+            [PYTHON, str(bl.HERE / "baseline_seed.py"), str(library_path),
              "--base-url", emu.base_url, "--concurrency", str(workers),
              "--db", str(work / "ledger.db"), "--json-out", str(out)],
             log_path=work / "baseline.log"))

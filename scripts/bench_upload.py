@@ -32,12 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from objlib.emulator import Emulator
+from scripts.make_sample_library import make_library
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from make_sample_library import make_library  # noqa: E402
-
-from objlib.emulator import Emulator  # noqa: E402
 
 
 def _env(home: Path, emu: Emulator) -> dict:

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import json
+import os
 import random
 import signal
 import sys
@@ -45,13 +45,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from objlib.emulator import Emulator
+from scripts import benchlib as bl
+from scripts.make_sample_library import make_library
+from tests.support.processes import Child, Children, group_members
+from tests.support.store import compare, documents
+from tests.support.waits import wait_for
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import benchlib as bl  # noqa: E402
-from make_sample_library import make_library  # noqa: E402
-
-from objlib.emulator import Emulator  # noqa: E402
 
 FAULTS = {"rate_limit": 0.05, "unavailable": 0.05, "create_failed": 0.05, "never_done": 0.01,
           "index_failed": 0.01}
@@ -87,7 +88,7 @@ class Chaos:
     def run(self) -> dict:
         make_library(self.work / "library", self.files, self.seed)
         self.emu = Emulator(profile="realistic", faults=self.faults, seed=self.seed)
-        with bl.Children() as children, self.emu:
+        with Children() as children, self.emu:
             self.children = children
             env = {"OBJLIB_POLL_TIMEOUT_S": str(self.poll_timeout_s),
                    "OBJLIB_BACKOFF_BASE_S": "0.2"}
@@ -109,7 +110,7 @@ class Chaos:
         return (f"indexed {states.get('indexed', 0)}, failed {states.get('failed', 0)}, "
                 f"in flight {sum(states.get(s, 0) for s in IN_FLIGHT)}")
 
-    def start_consumer(self, kind: str) -> bl.Child:
+    def start_consumer(self, kind: str) -> Child:
         self.consumers += 1
         self.consumer_kinds[kind] += 1
         return self.app.consumer(self.children, self.work / f"consumer-{self.consumers}.log",
@@ -131,7 +132,7 @@ class Chaos:
                 consumer = self.start_consumer(self.rng.choice(("thread", "process")))
             time.sleep(self.rng.uniform(*self.episode_s))
             kind = consumer.argv[consumer.argv.index("-k") + 1]
-            workers = [p for p in bl.group_members(consumer.pid) if p != consumer.pid]
+            workers = [p for p in group_members(consumer.pid) if p != consumer.pid]
             choices = ACTIONS if kind == "process" and workers else ACTIONS[1:]
             action = self.rng.choice(choices)
             self.done_kills[action] += 1
@@ -160,7 +161,7 @@ class Chaos:
         """A consumer (threads) until every row is done and every removal closed."""
         consumer = self.start_consumer("thread")
         try:
-            bl.wait_until(self.settled, self.settle_s, 0.2, f"every row settled ({why})")
+            wait_for(self.settled, self.settle_s, 0.2, f"every row settled ({why})")
         finally:
             consumer.stop(signal.SIGINT, 70.0)
         self.say(f"settled ({why}): {self.progress()}")
@@ -185,7 +186,8 @@ class Chaos:
         for _ in range(3):
             report = self.reconcile("--fix")
             fixes.append({"counts": report["counts"], "fixed": report["fixed"]})
-            self.say(f"objlib reconcile --fix: drift {report['drift']} {_nonzero(report['counts'])}")
+            self.say(f"objlib reconcile --fix: drift {report['drift']} "
+                     f"{_nonzero(report['counts'])}")
             if not report["drift"]:
                 break
             self.drain("after reconcile --fix")
@@ -208,26 +210,12 @@ class Chaos:
     def verify(self, stats: dict, eligible: int, reconcile: dict) -> dict:
         app = self.app
         store = app.query("SELECT value FROM meta WHERE key='store'")[0][0]
-        docs = [d for name, s in stats["stores"].items() if name == store
-                for per_file in s["files"].values() for d in per_file]
+        docs = documents(stats, store)
         rows = {r["id"]: r for r in app.query("SELECT * FROM files")}
         states = collections.Counter(r["state"] for r in rows.values())
-        by_version = collections.defaultdict(list)
-        for doc in docs:
-            meta = doc["customMetadata"]
-            key = (int(float(meta["objlib_file_id"])), int(float(meta["objlib_version"])))
-            by_version[key].append(doc)
-        indexed = {(r["id"], r["version"]): r for r in rows.values() if r["state"] == "indexed"}
-        duplicates = {k: len(v) for k, v in by_version.items() if len(v) > 1}
-        orphans = sorted(d["name"] for k, v in by_version.items() if k not in indexed for d in v)
-        missing, wrong = [], []
-        for key, row in indexed.items():
-            found = by_version.get(key, [])
-            if not found:
-                missing.append(row["path"])
-            elif row["document"] not in {d["name"] for d in found} or \
-                    any(d["state"] != "STATE_ACTIVE" for d in found):
-                wrong.append(row["path"])
+        mismatch = compare(rows.values(), docs.values())
+        duplicates, orphans = mismatch.duplicates, mismatch.orphans
+        missing, wrong = mismatch.missing, mismatch.wrong
         failed = [r for r in rows.values() if r["state"] == "failed"]
         failed_by_class = collections.Counter(r["error_class"] for r in failed)
         no_reason = [r["path"] for r in failed if not (r["error_class"] and r["error_message"])]

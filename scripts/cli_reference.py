@@ -7,16 +7,13 @@ that the committed file is current).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import click
 from click.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from objlib.cli import cli
 
-from objlib.cli import cli  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 OUT = ROOT / "docs" / "cli.md"
 

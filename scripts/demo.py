@@ -27,15 +27,13 @@ import sys
 import time
 from pathlib import Path
 
+from objlib.settings import Settings
+from objlib.status import snapshot
+from objlib.views.words import duration
+from scripts.make_sample_library import make_library
+from tests.support.processes import CONSUMER_FLAGS, PYTHON, Child, Children, EmulatorProcess
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from benchlib import CONSUMER_FLAGS, PYTHON, Child, Children, EmulatorProcess  # noqa: E402
-from make_sample_library import make_library  # noqa: E402
-
-from objlib.settings import Settings  # noqa: E402
-from objlib.status import duration, snapshot  # noqa: E402
-
 OBJLIB = [PYTHON, "-m", "objlib"]
 SEED = 7
 

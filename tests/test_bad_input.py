@@ -14,13 +14,15 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import file_states, wait_for, write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
 from objlib.queue import enqueue, ensure_store, queue_depth
 from objlib.scan import scan_library
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 ODD_NAMES = ["  leading spaces.txt", "quote's \"double\".txt", "ünïcødé – 東京 notes.md",
              "two  inner  spaces.txt", "semi;colon & ampersand (1).txt"]

@@ -12,14 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_library
-
 from objlib.emulator import PROFILES
+from scripts import baseline_seed
+from tests.support.disk import write_library
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import baseline_seed  # noqa: E402
 
 
 def _with_ineligible_files(library: Path, count: int) -> None:

@@ -4,23 +4,22 @@ A task that meets such a catalogue waits for the operator's fix instead of faili
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
-import subprocess
 import time
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import file_states, wait_for, write_library
 from objlib.catalog import Catalog, lifecycle, open_catalog
 from objlib.catalog.lifecycle import NewFile
 from objlib.cli import cli
 from objlib.errors import CatalogError
 from objlib.settings import Settings
+from tests.support.catalogue import file_states
+from tests.support.disk import read_only, write_library
+from tests.support.waits import wait_for
 
 COMMANDS = {"scan": ["scan", "LIBRARY"], "enqueue": ["enqueue"], "status": ["status"],
             "reconcile": ["reconcile"]}
@@ -140,28 +139,6 @@ def test_quick_check_runs_only_on_the_error_path(settings, library, monkeypatch)
 
 
 # ---------------------------------------------------------------------------- read-only
-
-
-@contextmanager
-def read_only(path):
-    """``path`` cannot be written, even by root (the tests run as root, where chmod does not
-    stop writes; the immutable attribute does)."""
-    if os.geteuid() == 0:
-        if not shutil.which("chattr") or subprocess.run(
-                ["chattr", "+i", str(path)], capture_output=True).returncode:
-            pytest.skip("running as root without `chattr +i`: cannot make a file read-only")
-        undo = ["chattr", "-i", str(path)]
-    else:
-        mode = path.stat().st_mode
-        path.chmod(mode & ~0o222)
-        undo = None
-    try:
-        yield
-    finally:
-        if undo:
-            subprocess.run(undo, check=True)
-        else:
-            path.chmod(mode)
 
 
 def test_a_read_only_catalogue_is_a_clear_error_and_nothing_is_lost(settings, library):

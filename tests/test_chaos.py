@@ -7,14 +7,9 @@ per indexed file: no orphans, no duplicates. ``make chaos`` runs the long versio
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-from chaos import Chaos, render  # noqa: E402
+from scripts.chaos import Chaos, render
 
 pytestmark = pytest.mark.slow
 

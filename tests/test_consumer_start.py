@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import wait_for, write_library
 from objlib.cli import cli
-from test_catalog_integrity import read_only
+from tests.support.disk import read_only, write_library
+from tests.support.waits import wait_for
+
 
 def environment(home: Path | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OBJLIB_HOME"}

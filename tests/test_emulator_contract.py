@@ -18,44 +18,19 @@ from datetime import timedelta
 import httpx2
 import pytest
 from click.testing import CliRunner
-from google import genai
 from google.genai import errors, types
 
 from objlib.cli import cli
-from objlib.emulator import Emulator
 from objlib.emulator.handlers import Request
 from objlib.emulator.state import FILE_TTL_S
+from tests.support.sdk import META, make_client, raw, upload
 
 MIB = 1024 * 1024
-META = [{"key": "author", "string_value": "Ayn Rand"},
-        {"key": "year", "numeric_value": 1957},
-        {"key": "tags", "string_list_value": {"values": ["ethics", "novel"]}}]
-
-
-def make_client(emu: Emulator, api_version: str = "v1beta") -> genai.Client:
-    return genai.Client(api_key="test-key", http_options=types.HttpOptions(
-        base_url=emu.base_url, api_version=api_version, timeout=30_000))
 
 
 @pytest.fixture
 def client(emulator):
     return make_client(emulator)
-
-
-def upload(client, file_id: str | None = None, data: bytes = b"Socrates is mortal.\n", **config):
-    if file_id:
-        config["name"] = f"files/{file_id}"
-    return client.files.upload(file=io.BytesIO(data), config={"mime_type": "text/plain", **config})
-
-
-def raw(emu: Emulator, method: str, path: str, body: bytes = b"", headers=None):
-    """One plain HTTP request: (status, headers, parsed JSON body or None)."""
-    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
-    conn.request(method, path, body=body, headers=headers or {})
-    resp = conn.getresponse()
-    payload = resp.read()
-    conn.close()
-    return resp.status, resp.headers, json.loads(payload) if payload else None
 
 
 def indexed(client, store_name: str, file_name: str, metadata=None):

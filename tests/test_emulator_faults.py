@@ -5,14 +5,13 @@ the statistics benchmarks read. Rates of 1.0 make faults deterministic; no test 
 from __future__ import annotations
 
 import asyncio
-import io
 
 import pytest
 from google.genai import errors, types
 
 from objlib.emulator import PROFILES, Emulator
 from objlib.emulator.behaviour import Behaviour, SlidingWindow
-from test_emulator_contract import make_client, raw, upload
+from tests.support.sdk import make_client, raw, upload
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ import pytest
 from click.testing import CliRunner
 from google.genai import errors, types
 
-from conftest import file_states, wait_for, write_library
-from test_emulator_contract import META, make_client, raw, upload
-from objlib import pipeline, queue, reconcile as rc
+from objlib import pipeline, queue
+from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
 from objlib.emulator import PROFILES, Emulator
@@ -31,6 +30,11 @@ from objlib.queue import ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Throttle
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.sdk import META, make_client, raw, upload
+from tests.support.store import assert_converged, documents
+from tests.support.waits import wait_for
 
 KEY = {"x-goog-api-key": "k", "Content-Type": "application/json"}
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
@@ -164,7 +168,8 @@ def test_a_full_store_is_store_full_with_the_fix_and_no_breaker_count(settings, 
 
     assert exc.value.kind == "store_full" and exc.value.code == 429
     assert "storage limit of 300 bytes" in str(exc.value)
-    assert "Delete documents" in str(exc.value) and "objlib enqueue --retry-failed" in str(exc.value)
+    assert "Delete documents" in str(exc.value)
+    assert "objlib enqueue --retry-failed" in str(exc.value)
     assert statuses[-1] == 400, "the breaker must not count a full store as a 429"
     gemini.close()
 
@@ -408,7 +413,8 @@ def test_a_store_slug_drops_dashes_and_other_non_alphanumerics(client):
     assert re.fullmatch(r"fileSearchStores/sambasic-[a-z0-9]{12}",
                         client.file_search_stores.create(
                             config={"display_name": "sam-basic"}).name)
-    assert re.fullmatch(r"fileSearchStores/samsnotes-[a-z0-9]{12}", asyncio.run(async_create()).name)
+    created = asyncio.run(async_create()).name
+    assert re.fullmatch(r"fileSearchStores/samsnotes-[a-z0-9]{12}", created)
 
 
 def test_a_store_upload_gives_document_and_operation_one_id_from_the_display_name(client):
@@ -424,7 +430,7 @@ def test_a_store_upload_gives_document_and_operation_one_id_from_the_display_nam
         config={"display_name": "Sync Doc", "mime_type": "text/plain"}),
         asyncio.run(async_upload())]
 
-    for op, prefix in zip(ops, ("sync-doc-", "async-doc-")):
+    for op, prefix in zip(ops, ("sync-doc-", "async-doc-"), strict=True):
         op_id = op.name.removeprefix(f"{store.name}/upload/operations/")
         assert op_id.startswith(prefix) and len(op_id) == len(prefix) + 12
         assert op.response.document_name == f"{store.name}/documents/{op_id}"
@@ -544,11 +550,8 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
                           latency={"upload": 0.05, "index": 0.3}).start()
         # Then the run finishes: one document per file, and reconcile finds no drift
         wait_for(lambda: file_states(settings) == {"indexed": 40}, 90, 0.2, "all indexed")
-        documents = [d for store in second.stats()["stores"].values()
-                     for per_file in store["files"].values() for d in per_file]
-        versions = [(d["customMetadata"]["objlib_file_id"], d["customMetadata"]["objlib_version"])
-                    for d in documents]
-        assert len(versions) == len(set(versions)) == 40
+        assert len(documents(second)) == 40
+        assert_converged(settings, second)
         assert rc.reconcile(settings).drift == 0
     finally:
         first.stop()

@@ -8,12 +8,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_library
 from objlib import failures as fl
-from objlib.catalog import open_catalog
 from objlib.catalog import lifecycle as lc
+from objlib.catalog import open_catalog
 from objlib.cli import cli
 from objlib.scan import scan_library
+from tests.support.disk import write_library
 
 NOW = 1_800_000_000.0
 
@@ -29,7 +29,7 @@ def failed(settings, library):
     outcomes = [("transient", "503 UNAVAILABLE"), ("transient", "503 UNAVAILABLE"),
                 ("transient", "timeout"), ("changed", "content changed since the scan"),
                 ("vanished", "vanished since the scan")]
-    for i, (row, (error_class, message)) in enumerate(zip(rows, outcomes)):
+    for i, (row, (error_class, message)) in enumerate(zip(rows, outcomes, strict=False)):
         assert lc.mark_queued(catalog, row["id"], 1, f"t{i}", NOW - 100)
         assert lc.claim(catalog, row["id"], 1, f"t{i}", NOW - 90, 300.0, "host:1")
         for _ in range(i):

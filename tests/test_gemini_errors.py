@@ -136,7 +136,7 @@ def transport_error(listen: bool) -> httpx2.HTTPError:
         server.bind(("127.0.0.1", 0))
         if listen:
             server.listen()
-        url = "http://127.0.0.1:%d/v1beta/files/x" % server.getsockname()[1]
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/v1beta/files/x"
         with pytest.raises(httpx2.HTTPError) as caught:
             httpx2.get(url, timeout=0.2)
     return caught.value
@@ -287,7 +287,8 @@ def test_a_suspended_key_named_in_the_message_is_scrubbed():
     register_secret(key)
 
     err = classify(sdk_error(403, "PERMISSION_DENIED", f"Permission denied: Consumer 'api_key:"
-                             f"{key}' has been suspended.", details=error_info("CONSUMER_SUSPENDED")),
+                             f"{key}' has been suspended.",
+                             details=error_info("CONSUMER_SUSPENDED")),
                    call="list_stores")
 
     assert type(err) is BadApiKey and key not in str(err)
@@ -347,7 +348,7 @@ def test_the_illegal_header_error_of_a_key_with_a_newline_does_not_carry_it():
         server.bind(("127.0.0.1", 0))
         server.listen()
         with pytest.raises(httpx2.LocalProtocolError) as caught:
-            httpx2.get("http://127.0.0.1:%d/x" % server.getsockname()[1],
+            httpx2.get(f"http://127.0.0.1:{server.getsockname()[1]}/x",
                        headers={"x-goog-api-key": key}, timeout=1)
 
     err = classify(caught.value, call="get_file")

@@ -8,17 +8,18 @@ import time
 
 import pytest
 
-from conftest import wait_for, write_library
 from objlib import pipeline, queue
 from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
 from objlib.throttle import Deferred
-from test_reconcile import docs_of
-from test_sync_e2e import problems
+from tests.support.disk import write_library
+from tests.support.store import documents, unsettled
+from tests.support.waits import wait_for
 
 NOTE = "Notes/note {:04d}.txt"
+FIRST_NOTE = NOTE.format(0)
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def ctx(settings, library, emulator):
     context.catalog.close()
 
 
-def importing(ctx, path=NOTE.format(0)) -> lc.FileRow:
+def importing(ctx, path=FIRST_NOTE) -> lc.FileRow:
     """The row's import sent and answered (its operation known, not done yet)."""
     row = lc.by_path(ctx.catalog, path)
     assert lc.mark_queued(ctx.catalog, row.id, row.version, "task-1", time.time())
@@ -74,10 +75,10 @@ def test_an_edit_during_the_import_removes_the_old_versions_document_once_known(
     assert len(removals) == 1
     removal = lc.get_removal(ctx.catalog, removals[0])
     assert removal.reason == "superseded in flight"
-    assert int(docs_of(emulator)[removal.document]["customMetadata"]["objlib_version"]) == \
+    assert int(documents(emulator)[removal.document]["customMetadata"]["objlib_version"]) == \
         old.version
     pipeline.remove_document(ctx, removal.id, "task-2")
-    assert docs_of(emulator) == {}
+    assert documents(emulator) == {}
     assert lc.superseded_of(ctx.catalog, old.id, old.version) is None
     assert lc.get(ctx.catalog, old.id).state == lc.PENDING
 
@@ -146,7 +147,7 @@ def test_an_import_whose_answer_was_lost_is_found_in_the_store_list(ctx, library
 
     assert len(removals) == 1
     document = lc.get_removal(ctx.catalog, removals[0]).document
-    assert int(docs_of(emulator)[document]["customMetadata"]["objlib_version"]) == row.version
+    assert int(documents(emulator)[document]["customMetadata"]["objlib_version"]) == row.version
 
 
 def test_recovery_sends_a_settle_task_for_a_superseded_import_nobody_follows(
@@ -188,7 +189,7 @@ def test_edits_and_deletions_during_imports_leave_no_stale_document_without_reco
     assert summary.changed == 20 and summary.deleted == 5
 
     # Then the store converges to one document per current file, with no reconcile run
-    wait_for(lambda: not problems(settings, emulator), 120, 0.2,
+    wait_for(lambda: not unsettled(settings, emulator), 120, 0.2,
              "the store to match the catalogue")
     assert not lc.open_superseded(catalog)
     settled = catalog.query("SELECT outcome, COUNT(*) FROM superseded GROUP BY outcome")

@@ -16,7 +16,6 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from conftest import Consumer, file_states, queued, wait_for, write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
@@ -28,6 +27,10 @@ from objlib.queue import enqueue, ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Deferred, Throttle
+from tests.support.catalogue import file_states, queued
+from tests.support.disk import write_library
+from tests.support.processes import Consumer
+from tests.support.waits import wait_for
 
 RIGHT_KEY = "objlib-right-key-7f3a9c21"
 WRONG_KEY = "objlib-wrong-key-0b5e8d44"

@@ -8,15 +8,16 @@ import time
 
 import pytest
 
-from conftest import queued, write_library
 from objlib import pace, pipeline
 from objlib.catalog import lifecycle as lc
+from objlib.errors import StoreLost
 from objlib.gemini import metadata as gm
+from objlib.gemini.errors import Permanent
 from objlib.queue import ensure_store
 from objlib.scan import scan_library
-from objlib.errors import StoreLost
-from objlib.gemini.errors import Permanent
 from objlib.throttle import Deferred
+from tests.support.catalogue import queued
+from tests.support.disk import write_library
 
 
 @pytest.fixture

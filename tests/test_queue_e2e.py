@@ -13,38 +13,15 @@ import time
 
 import pytest
 
-from conftest import file_states, wait_for, write_library
 from objlib.catalog import open_catalog
 from objlib.queue import enqueue, queue_depth
 from objlib.scan import scan_library
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.store import assert_converged
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def documents(emu) -> list[dict]:
-    """Every document in every store of the emulator, with its decoded metadata."""
-    docs = []
-    for store in emu.stats()["stores"].values():
-        for per_raw_file in store["files"].values():
-            docs.extend(per_raw_file)
-    return docs
-
-
-def assert_exactly_one_document_per_indexed_file(settings, emu) -> None:
-    catalog = open_catalog(settings)
-    rows = catalog.query("SELECT id, version, document FROM files WHERE state='indexed'")
-    by_version = collections.Counter(
-        (int(d["customMetadata"]["objlib_file_id"]), int(d["customMetadata"]["objlib_version"]))
-        for d in documents(emu))
-    names = {d["name"] for d in documents(emu)}
-    duplicates = {k: n for k, n in by_version.items() if n > 1}
-    assert not duplicates, f"several documents for one file version: {duplicates}"
-    for row in rows:
-        assert by_version[(row["id"], row["version"])] == 1, f"row {row['id']} has no document"
-        assert row["document"] in names
-    indexed = {(r["id"], r["version"]) for r in rows}
-    orphans = set(by_version) - indexed
-    assert not orphans, f"documents with no indexed row: {orphans}"
 
 
 def settle(settings, total: int, timeout_s: float = 120.0) -> dict:
@@ -75,7 +52,7 @@ def test_200_files_reach_indexed_with_exactly_one_document_each(settings, librar
     consumers(workers=7)
     states = settle(settings, total)
     assert states == {"indexed": 200}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     wait_for(lambda: queue_depth(settings) == (0, 0), 10, what="an empty queue")
 
 
@@ -108,7 +85,7 @@ def test_process_workers_work_too(settings, library, emulator, consumers):
     enqueue(settings)
     consumers(workers=4, extra_args=("-k", "process"))
     assert settle(settings, total) == {"indexed": 30}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
 
 
 def test_with_faults_every_file_ends_indexed_or_failed_with_a_reason(settings, library, emulator,
@@ -118,7 +95,8 @@ def test_with_faults_every_file_ends_indexed_or_failed_with_a_reason(settings, l
     # pace, which then takes minutes to rise again — see throttle.py)
     emulator.configure(faults={"rate_limit": 0.05, "unavailable": 0.1, "create_failed": 0.1,
                                "never_done": 0.05})
-    env = {"OBJLIB_BACKOFF_BASE_S": "0.2", "OBJLIB_POLL_TIMEOUT_S": "3", "OBJLIB_MAX_ATTEMPTS": "12"}
+    env = {"OBJLIB_BACKOFF_BASE_S": "0.2", "OBJLIB_POLL_TIMEOUT_S": "3",
+           "OBJLIB_MAX_ATTEMPTS": "12"}
     total = scanned(settings, library, 80)
     enqueue(settings)
     consumers(workers=7, env=env)
@@ -132,7 +110,7 @@ def test_with_faults_every_file_ends_indexed_or_failed_with_a_reason(settings, l
     assert states.get("indexed", 0) >= 70
     stats = emulator.stats()
     assert stats["faults"], "the faults were not injected"
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     # the never-done operations were decided from the document itself
     errors = {r[0] for r in catalog.query("SELECT DISTINCT error_class FROM errors")}
     assert errors & {"rate_limited", "transient"}
@@ -156,7 +134,7 @@ def test_a_consumer_stopped_mid_run_resumes_and_indexes_every_file_once(
     enqueue(settings)  # what a user would type; harmless twice
     # Then every file ends indexed, exactly once
     assert settle(settings, total, timeout_s=180) == {"indexed": 60}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     print(f"{kill}: {in_flight_after_stop} rows were in flight after the stop")
 
 
@@ -173,7 +151,7 @@ def test_sigkill_of_one_process_worker_is_recovered_without_a_command(settings, 
     # huey restarts the dead worker; its file's task is lost; the periodic/start-up recovery
     # (not a user) must hand it to a new task. The periodic task runs once a minute.
     assert settle(settings, total, timeout_s=150) == {"indexed": 30}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
 
 
 def _children(pid: int) -> list[int]:
@@ -201,7 +179,7 @@ def test_enqueue_twice_and_two_consumers_create_no_duplicates(settings, library,
     consumers(workers=5)
     consumers(workers=5, extra_args=("-n",))
     assert settle(settings, total) == {"indexed": 80}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     stats = emulator.stats()
     assert stats["requests"]["stores.importFile"] == 80
 

@@ -10,10 +10,12 @@ import time
 
 import pytest
 
-from conftest import file_states, wait_for, write_library
 from objlib import status
 from objlib.queue import enqueue
 from objlib.scan import scan_library
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_library
-from objlib import pipeline, queue, reconcile as rc
+from objlib import pipeline, queue
+from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
@@ -23,6 +23,8 @@ from objlib.gemini import metadata as gm
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Deferred
+from tests.support.disk import write_library
+from tests.support.store import documents
 
 FILES = 6
 
@@ -51,15 +53,6 @@ def run_pipeline(settings) -> None:
     for removal in lc.open_removals(cat):
         pipeline.remove_document(ctx, removal.id, "test-removal")
     cat.close()
-
-
-def docs_of(emu) -> dict[str, dict]:
-    """Every document in the emulator: name -> {state, customMetadata}."""
-    out = {}
-    for store in emu.stats()["stores"].values():
-        for per_raw_file in store["files"].values():
-            out.update({d["name"]: d for d in per_raw_file})
-    return out
 
 
 def rows_by_path(settings) -> dict[str, lc.FileRow]:
@@ -100,7 +93,7 @@ def indexed(settings, library, emulator):
     run_pipeline(settings)
     rows = rows_by_path(settings)
     assert {r.state for r in rows.values()} == {lc.INDEXED}
-    assert len(docs_of(emulator)) == FILES
+    assert len(documents(emulator)) == FILES
     return store
 
 
@@ -179,12 +172,12 @@ def test_a_store_that_matches_the_catalogue_has_no_drift(settings, emulator, ind
 def test_every_kind_of_drift_is_reported_exactly_and_a_dry_run_changes_nothing(
         settings, library, emulator, indexed):
     expected = plant_every_kind(settings, emulator, indexed, library)
-    before_docs, before_rows = set(docs_of(emulator)), rows_by_path(settings)
+    before_docs, before_rows = set(documents(emulator)), rows_by_path(settings)
 
     report = rc.reconcile(settings)
 
     assert reported(report) == expected_only(expected)
-    assert set(docs_of(emulator)) == before_docs
+    assert set(documents(emulator)) == before_docs
     assert rows_by_path(settings) == before_rows
     assert all(f.path for f in report.findings["duplicates"] + report.findings["stale"])
 
@@ -202,7 +195,7 @@ def test_fix_leaves_no_drift_and_never_touches_a_correct_document(settings, libr
     assert not fixed.errors and fixed.clean
     assert after.counts == {kind: 0 for kind in rc.DRIFT_KINDS} | {"foreign": 3}
     assert after.drift == 0 and after.clean
-    docs = docs_of(emulator)
+    docs = documents(emulator)
     assert expected["_correct"] <= set(docs), "a correct document was deleted"
     assert expected["foreign"] <= set(docs), "another catalogue's document was deleted"
     docs = {name: d for name, d in docs.items() if name not in expected["foreign"]}
@@ -219,14 +212,14 @@ def test_include_foreign_deletes_other_catalogues_documents_only_when_asked(
 
     left = rc.reconcile(settings, fix=True)
     assert {f.document for f in left.findings["foreign"]} == {theirs, nobodys}
-    assert {theirs, nobodys} <= set(docs_of(emulator)) and left.clean
+    assert {theirs, nobodys} <= set(documents(emulator)) and left.clean
     usage = CliRunner().invoke(cli, ["reconcile", "--include-foreign"])
     assert usage.exit_code == 2 and "goes with --fix" in usage.output
     result = CliRunner().invoke(cli, ["reconcile", "--fix", "--include-foreign"])
 
     assert result.exit_code == 0, result.output
-    assert not {theirs, nobodys} & set(docs_of(emulator))
-    assert len(docs_of(emulator)) == FILES  # this catalogue's documents all stay
+    assert not {theirs, nobodys} & set(documents(emulator))
+    assert len(documents(emulator)) == FILES  # this catalogue's documents all stay
 
 
 def test_a_current_document_is_never_deleted_whatever_its_metadata_says(settings, emulator,
@@ -239,7 +232,7 @@ def test_a_current_document_is_never_deleted_whatever_its_metadata_says(settings
     report = rc.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
-    assert current in docs_of(emulator)
+    assert current in documents(emulator)
 
 
 def test_a_replaced_version_awaiting_its_successor_is_not_stale(settings, library, emulator,
@@ -252,7 +245,7 @@ def test_a_replaced_version_awaiting_its_successor_is_not_stale(settings, librar
     report = rc.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
-    assert row.previous_document in docs_of(emulator)
+    assert row.previous_document in documents(emulator)
 
 
 def test_the_unrecorded_document_of_a_row_in_flight_is_left_to_its_task(settings, library,
@@ -271,7 +264,7 @@ def test_the_unrecorded_document_of_a_row_in_flight_is_left_to_its_task(settings
     report = rc.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
-    assert importing in docs_of(emulator)
+    assert importing in documents(emulator)
 
 
 def test_two_files_with_the_same_content_are_not_duplicates(settings, library, emulator,
@@ -285,7 +278,7 @@ def test_two_files_with_the_same_content_are_not_duplicates(settings, library, e
     report = rc.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
-    assert len(docs_of(emulator)) == FILES + 1
+    assert len(documents(emulator)) == FILES + 1
 
 
 def test_a_row_indexed_while_the_list_was_read_is_not_missing(settings, emulator, indexed):
@@ -412,7 +405,7 @@ def test_the_periodic_reconcile_is_off_by_default_and_runs_when_due(settings, em
     tasks.reconcile_store.call_local()
 
     assert rc.last_result(catalog)["fixed"]["orphans"] == 1
-    assert orphan not in docs_of(emulator)
+    assert orphan not in documents(emulator)
     catalog.close()
 
 

@@ -16,13 +16,14 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import file_states, write_library
-from test_reconcile import docs_of
 from objlib.cli import cli
 from objlib.errors import LibraryError, MassDeleteRefused
 from objlib.scan import check_root, scan_library
 from objlib.scan.guard import DeleteLimit, refusal
 from objlib.settings import Settings
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.store import documents
 
 NOW = 1_700_000_000.0
 
@@ -318,7 +319,7 @@ def test_an_unmounted_library_leaves_every_document_in_the_store(settings, libra
     assert objlib("scan", str(library)).returncode == 0
     first = objlib("upload", "-n", "4")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert file_states(settings) == {"indexed": 12} and len(docs_of(emulator)) == 12
+    assert file_states(settings) == {"indexed": 12} and len(documents(emulator)) == 12
     # When its drive is not mounted: the folder is there, empty
     shutil.rmtree(library)
     library.mkdir()
@@ -329,5 +330,5 @@ def test_an_unmounted_library_leaves_every_document_in_the_store(settings, libra
     second = objlib("upload", "-n", "4")
     assert second.returncode == 0, second.stdout + second.stderr
     assert file_states(settings) == {"indexed": 12}
-    assert len(docs_of(emulator)) == 12
+    assert len(documents(emulator)) == 12
     assert emulator.stats()["requests"].get("documents.delete", 0) == 0

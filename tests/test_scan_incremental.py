@@ -11,6 +11,7 @@ import pytest
 from objlib.catalog import open_catalog
 from objlib.errors import LibraryError
 from objlib.scan import scan_library, scanner
+from objlib.views.scan import hashing_progress
 
 NOW = 1_700_000_000.0
 
@@ -332,5 +333,5 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal():
 
     from rich.console import Console
 
-    with scanner.hashing_progress(Console(file=StringIO())) as progress:
+    with hashing_progress(Console(file=StringIO())) as progress:
         assert progress is None

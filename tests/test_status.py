@@ -14,19 +14,23 @@ from datetime import datetime
 import pytest
 from click.testing import CliRunner
 
-from conftest import wait_for, write_library
 from objlib import status as st
-from objlib.catalog import open_catalog
 from objlib.catalog import lifecycle as lc
+from objlib.catalog import open_catalog
 from objlib.cli import cli
 from objlib.queue import bind, enqueue
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Throttle
+from objlib.views import status as view
+from objlib.views.words import ago
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 NOW = 1_800_000_000.0  # the tests' clock
 
-JSON_KEYS = {"latest_run", "generated_at", "home", "store", "files", "oldest_in_flight_age_s", "queue", "progress",
+JSON_KEYS = {"latest_run", "generated_at", "home", "store", "files", "oldest_in_flight_age_s",
+             "queue", "progress",
              "throughput", "eta_seconds", "breaker", "rate_limit", "errors", "last_reconcile",
              "last_activity_at"}
 NESTED_KEYS = {
@@ -254,7 +258,7 @@ def test_the_pace_adapted_to_429s_is_shown_with_the_configured_limit(home, catal
     # Then the pace is 0.9 of what the service accepted, and the breaker stayed closed
     assert st.to_json(snap)["rate_limit"]["adaptive_per_minute"] == 54
     assert st.to_json(snap)["breaker"]["state"] == "closed"
-    assert "(limit 54/min adapted to 429s; configured 300/min)" in st.rate_text(snap.throttle)
+    assert "(limit 54/min adapted to 429s; configured 300/min)" in view.rate_text(snap.throttle)
 
 
 def test_breaker_is_half_open_once_its_cooldown_has_passed(settings, catalog):
@@ -278,7 +282,7 @@ def test_last_activity_is_the_latest_worker_event(settings, catalog):
     snap = st.snapshot(settings, now=NOW)
 
     assert snap.last_activity_at == NOW - 25
-    assert st.ago(snap.last_activity_at, NOW) == "25s ago"
+    assert ago(snap.last_activity_at, NOW) == "25s ago"
 
 
 def test_last_reconcile_is_shown_when_present_else_never(settings, catalog):
@@ -290,9 +294,9 @@ def test_last_reconcile_is_shown_when_present_else_never(settings, catalog):
     snap = st.snapshot(settings, now=NOW)
 
     assert st.to_json(snap)["last_reconcile"] == record
-    assert st.reconcile_text(snap.last_reconcile, NOW) == \
+    assert view.reconcile_text(snap.last_reconcile, NOW) == \
         "2m 00s ago, drift 3 (missing 2, orphans 1), fixed"
-    assert st.reconcile_text(None, NOW) == "never"
+    assert view.reconcile_text(None, NOW) == "never"
 
 
 # ---------------------------------------------------------------------------- the queue
@@ -388,7 +392,7 @@ def plain_render(snap) -> str:
     from rich.console import Console
 
     console = Console(width=120, file=io.StringIO())
-    console.print(st.render(snap))
+    console.print(view.render(snap))
     return console.file.getvalue()
 
 

@@ -13,9 +13,10 @@ import sys
 
 import pytest
 
-from conftest import wait_for, write_library
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

@@ -17,12 +17,13 @@ import time
 
 import pytest
 
-from conftest import file_states, wait_for, write_library
 from objlib.catalog import open_catalog
 from objlib.errors import ConfigError
 from objlib.gemini.errors import GeminiError
 from objlib.settings import Settings
-from test_reconcile import docs_of
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 
 def objlib(home, *args: str, emulator=None, timeout_s: float = 120.0):
@@ -66,7 +67,7 @@ def test_two_homes_with_default_settings_get_two_stores_and_never_clean_each_oth
         tmp_path, emulator, two_libraries):
     # Given two libraries in two homes, both with the default settings, both uploaded
     homes = tmp_path / "home-a", tmp_path / "home-b"
-    for home, library in zip(homes, two_libraries):
+    for home, library in zip(homes, two_libraries, strict=True):
         ok(objlib(home, "scan", str(library)))
         ok(objlib(home, "upload", emulator=emulator))
     store_a, store_b = (catalog_meta(h, "store") for h in homes)
@@ -197,9 +198,9 @@ def test_workers_wait_on_a_lost_store_instead_of_failing_every_file(settings, li
 
 def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, emulator):
     from objlib import reconcile as rc
-    from objlib import status as st
     from objlib.queue import ensure_store
     from objlib.scan import scan_library
+    from objlib.views.status import reconcile_text
 
     write_library(library, 1)
     scan_library(settings, library)
@@ -211,7 +212,7 @@ def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, e
             rc.reconcile(dataclasses.replace(settings, breaker_cooldown_s=0.1), fix=True)
     finally:
         emulator.configure(faults={"unavailable": 0.0})
-    text = st.reconcile_text(rc.last_result(catalog), now=time.time())
+    text = reconcile_text(rc.last_result(catalog), now=time.time())
     catalog.close()
 
     assert "FAILED" in text and "503" in text and "fixed" not in text

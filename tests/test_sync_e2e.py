@@ -6,50 +6,26 @@ race the workers could lose: a file deleted while it uploads is not imported.)""
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import signal
 import time
 
 import pytest
 
-from conftest import wait_for, write_library
-from test_reconcile import docs_of as documents
-from objlib import pipeline, queue, reconcile as rc
+from objlib import pipeline, queue
+from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
+from tests.support.disk import write_library
+from tests.support.store import documents, unsettled
+from tests.support.waits import wait_for
 
 FILES = 3
 
 
-def problems(settings, emu) -> list[str]:
-    """Why the store and the catalogue have not converged yet (empty: they have)."""
-    catalog = open_catalog(settings)
-    try:
-        rows = [lc.get(catalog, r["id"]) for r in catalog.query("SELECT id FROM files")]
-        open_removals = lc.open_removals(catalog)
-    finally:
-        catalog.close()
-    docs = documents(emu)
-    per_version = collections.Counter(
-        (int(d["customMetadata"]["objlib_file_id"]), int(d["customMetadata"]["objlib_version"]))
-        for d in docs.values())
-    found = [f"{r.path} is {r.state}" for r in rows if r.state not in (lc.INDEXED, lc.DELETED)]
-    found += [f"removal of {rm.document} still open" for rm in open_removals]
-    indexed = [r for r in rows if r.state == lc.INDEXED]
-    for row in indexed:
-        if per_version[(row.id, row.version)] != 1:
-            found.append(f"{row.path} v{row.version}: {per_version[(row.id, row.version)]} docs")
-        if row.document not in docs:
-            found.append(f"{row.path}: its recorded document {row.document} is not listed")
-    if len(docs) != len(indexed):
-        found.append(f"{len(docs)} documents for {len(indexed)} indexed files")
-    return found
-
-
 def converge(settings, emu, timeout_s: float = 60.0) -> None:
-    wait_for(lambda: not problems(settings, emu), timeout_s, 0.1,
+    wait_for(lambda: not unsettled(settings, emu), timeout_s, 0.1,
              "the store to match the catalogue")
     report = rc.reconcile(settings)
     assert report.drift == 0, report.to_dict()

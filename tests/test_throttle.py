@@ -22,7 +22,7 @@ def make(home, **overrides) -> Throttle:
 
 def test_unlimited_lets_everything_through(home):
     t = make(home)
-    for i in range(100):
+    for _ in range(100):
         t.acquire("task", now=1000.0)
 
 

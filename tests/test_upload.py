@@ -16,13 +16,16 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import file_states, wait_for, write_library
-from objlib import runs, status
-from objlib.catalog import open_catalog
+from objlib import runs
 from objlib.catalog import lifecycle as lc
+from objlib.catalog import open_catalog
 from objlib.cli import cli
 from objlib.scan import scan_library
-from test_queue_e2e import assert_exactly_one_document_per_indexed_file
+from objlib.views.status import latest_run_line
+from tests.support.catalogue import file_states
+from tests.support.disk import write_library
+from tests.support.store import assert_converged
+from tests.support.waits import wait_for
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -94,7 +97,7 @@ def test_a_foreground_run_of_100_files_indexes_all_of_them_with_readable_plain_o
     run = upload()
     assert run.wait() == 0, run.output()
     assert file_states(settings) == {"indexed": 100}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     assert imports(emulator) == 100
     # the run is recorded, closed, with its figures
     [record] = all_runs(settings)
@@ -137,7 +140,7 @@ def test_an_interrupted_run_resumed_by_a_second_one_indexes_every_file_exactly_o
     second = upload()
     assert second.wait() == 0, second.output()
     assert file_states(settings) == {"indexed": 100}
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     one, two = all_runs(settings)
     assert (one["outcome"], two["outcome"]) == (expected, "done")
     assert two["total"] == left and two["indexed"] == left
@@ -155,7 +158,7 @@ def test_alongside_a_running_consumer_there_is_no_double_work(settings, library,
     assert run.wait() == 0, run.output()
     assert file_states(settings) == {"indexed": 100}
     assert imports(emulator) == 100
-    assert_exactly_one_document_per_indexed_file(settings, emulator)
+    assert_converged(settings, emulator)
     # both took part: the consumer's log and the run's log each started imports
     run_log = (settings.home / "logs" / "upload.log").read_text()
     assert "import started" in run_log and "import started" in consumer.log()
@@ -280,7 +283,7 @@ def test_latest_run_tells_a_live_run_from_one_whose_runner_died(catalog):
     runs.start(catalog, [(ids[0], 1)], now=1020.0, owner=f"{socket.gethostname()}:{dead}")
     latest = runs.latest_run(catalog, now=1030.0)
     assert (latest["id"], latest["outcome"]) == (2, "abandoned")
-    assert status.latest_run_line(latest).startswith("run 2 (abandoned): 0/1 indexed (0.0%)")
+    assert latest_run_line(latest).startswith("run 2 (abandoned): 0/1 indexed (0.0%)")
 
 
 def test_status_shows_the_latest_run_next_to_the_whole_library(catalog):

@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from conftest import wait_for, write_library
 from objlib.scan import scan_library
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import file_states, queued, wait_for, write_library
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
@@ -30,6 +29,9 @@ from objlib.queue import enqueue, ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Deferred
+from tests.support.catalogue import file_states, queued
+from tests.support.disk import write_library
+from tests.support.waits import wait_for
 
 MiB = 1 << 20
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from objlib.errors import CatalogError
 

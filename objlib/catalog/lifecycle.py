@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from objlib.catalog.db import Catalog
 
@@ -32,9 +33,10 @@ _STAMP = {QUEUED: "queued_at", UPLOADING: "upload_started_at", IMPORTING: "impor
           INDEXED: "indexed_at", FAILED: "failed_at"}
 
 # what a new version starts from: every remote id and error of the old version forgotten
-_FRESH_VERSION = dict(remote_file=None, operation=None, import_requested_at=None, task_id=None,
-                      lease_until=None, lease_owner=None, poll_deadline=None, attempts=0,
-                      rate_limited=0, polls=0, error_class=None, error_message=None)
+_FRESH_VERSION: dict[str, Any] = dict(
+    remote_file=None, operation=None, import_requested_at=None, task_id=None, lease_until=None,
+    lease_owner=None, poll_deadline=None, attempts=0, rate_limited=0, polls=0, error_class=None,
+    error_message=None)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def _move(conn: sqlite3.Connection, file_id: int, version: int | None, from_stat
         return False
     new_version = assignments.get("version", old["version"])
     conn.execute("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
-                 "VALUES(?, ?, ?, ?, ?, ?)", (file_id, new_version, old["state"], to_state, now, why))
+                 "VALUES(?, ?, ?, ?, ?, ?)",
+                 (file_id, new_version, old["state"], to_state, now, why))
     return True
 
 
@@ -135,8 +138,8 @@ def _update(conn: sqlite3.Connection, file_id: int, version: int, states, *,
     return cur.rowcount == 1
 
 
-def _schedule_removal(conn: sqlite3.Connection, document: str | None, file_id: int, reason: str,
-                      now: float) -> None:
+def _schedule_removal(conn: sqlite3.Connection, document: str | None, file_id: int | None,
+                      reason: str, now: float) -> None:
     if document:
         conn.execute("INSERT INTO removals(document, file_id, reason, requested_at) "
                      "VALUES(?, ?, ?, ?) ON CONFLICT(document) DO NOTHING",
@@ -163,7 +166,9 @@ def record_new(catalog: Catalog, path: str, *, size: int, mtime_ns: int, content
     """A file seen for the first time: a pending row at version 1. Returns its id."""
     record_new_many(catalog, [NewFile(path, size, mtime_ns, content_hash, metadata, quality)],
                     now)
-    return by_path(catalog, path).id
+    row = by_path(catalog, path)
+    assert row is not None, f"{path} was just recorded"
+    return row.id
 
 
 def record_skipped(catalog: Catalog, path: str, *, size: int | None, mtime_ns: int | None,
@@ -172,8 +177,10 @@ def record_skipped(catalog: Catalog, path: str, *, size: int | None, mtime_ns: i
     is scheduled for removal); a new one is inserted as skipped."""
     with catalog.write() as conn:
         row = conn.execute("SELECT * FROM files WHERE path=?", (path,)).fetchone()
-        if row is None:
-            return _insert_new(conn, NewFile(path, size, mtime_ns, skip_reason=reason), now)
+        if row is None:  # so the insert, in the same transaction, makes one
+            new_id = _insert_new(conn, NewFile(path, size, mtime_ns, skip_reason=reason), now)
+            assert new_id is not None, f"{path} was just recorded"
+            return new_id
         if row["state"] == SKIPPED:
             conn.execute("UPDATE files SET size=?, mtime_ns=?, skip_reason=?, scanned_at=? "
                          "WHERE id=?", (size, mtime_ns, reason, now, row["id"]))
@@ -379,7 +386,8 @@ def record_attempt(catalog: Catalog, file_id: int, version: int, error_class: st
     column = "rate_limited" if rate_limited else "attempts"
     with catalog.write() as conn:
         cur = conn.execute(f"UPDATE files SET {column}={column}+1, error_class=?, error_message=? "
-                           f"WHERE id=? AND version=? AND state IN ('queued','uploading','importing')",
+                           "WHERE id=? AND version=? "
+                           "AND state IN ('queued','uploading','importing')",
                            (error_class, message, file_id, version))
         if cur.rowcount != 1:
             return None

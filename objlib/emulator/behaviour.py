@@ -188,7 +188,7 @@ class Behaviour:
                 self.latency_s = dict(self.profile.latency_s)
             self.latency_s.update(latency)
             self.faults.update(faults)
-            if rpm is not _KEEP:
+            if rpm is None or isinstance(rpm, int):  # not _KEEP (checked above)
                 self.rpm = rpm or None
             if api_keys is not _KEEP:
                 self.api_keys = frozenset(api_keys) if api_keys else None

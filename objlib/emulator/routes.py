@@ -12,8 +12,8 @@ path.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from objlib.emulator import handlers as h
 
@@ -64,7 +64,8 @@ NOT_FOUND = _route("ANY", r".*", "unknown", h.not_found_route, "unknown")
 
 def resolve(method: str, path: str, query: dict[str, str]) -> tuple[Route, dict[str, str]]:
     """The route for a request and its path parameters (NOT_FOUND when nothing matches)."""
-    if method in ("POST", "PUT") and "upload_id" in query and (m := UPLOAD_CHUNK.pattern.match(path)):
+    if (method in ("POST", "PUT") and "upload_id" in query
+            and (m := UPLOAD_CHUNK.pattern.match(path))):
         return UPLOAD_CHUNK, {**m.groupdict(), "upload_id": query["upload_id"]}
     for route in ROUTES:
         if route.method == method and (m := route.pattern.match(path)):

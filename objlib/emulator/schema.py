@@ -4,7 +4,8 @@ refused as the real service refuses it.
 Google's proto3 JSON parser accepts a field by its proto name (``custom_metadata``) or its
 lowerCamelCase JSON name (``customMetadata``) and rejects any other name with
 
-    400 INVALID_ARGUMENT  Invalid JSON payload received. Unknown name "x" at 'a.b[0]': Cannot find field.
+    400 INVALID_ARGUMENT
+    Invalid JSON payload received. Unknown name "x" at 'a.b[0]': Cannot find field.
 
 with one ``google.rpc.BadRequest`` detail holding a ``fieldViolations`` entry per unknown name:
 ``field`` is the path of the message that holds it (proto names, ``[i]`` for list items) and

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from objlib.emulator import routes
 from objlib.emulator.behaviour import Behaviour
-from objlib.emulator.persist import StateDir
 from objlib.emulator.handlers import Request, Response
+from objlib.emulator.persist import StateDir
 from objlib.emulator.state import DEFAULT_STORAGE_LIMIT_BYTES, ApiError, State, key_not_valid
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self):
         body = self._body()
         target = urlsplit(self.path)
-        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        address, port = self.server.server_address[:2]
+        host = self.headers.get("Host") or f"{address}:{port}"
         req = Request(self.command, unquote(target.path),
                       dict(parse_qsl(target.query, keep_blank_values=True)),
                       {k.lower(): v for k, v in self.headers.items()}, body, f"http://{host}")
@@ -214,16 +215,19 @@ class Emulator:
         server.shutdown()
         server.server_close()
         server.close_connections()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         if self.state_dir is not None:
             self.state_dir.stop()
 
     def serve_forever(self) -> None:
         """Serve in the foreground until Ctrl+C (KeyboardInterrupt), then stop cleanly."""
         self.start()
+        thread = self._thread
+        assert thread is not None, "start() runs the server in a thread"
         try:
-            while self._thread.is_alive():
-                self._thread.join(0.5)
+            while thread.is_alive():
+                thread.join(0.5)
         except KeyboardInterrupt:
             pass
         finally:

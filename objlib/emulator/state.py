@@ -47,7 +47,7 @@ import string
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 FILE_TTL_S = 48 * 3600
@@ -124,7 +124,7 @@ def file_denied(file_id: str) -> ApiError:
 
 def timestamp(epoch_s: float) -> str:
     """RFC 3339 with microseconds and a Z, as the API renders times."""
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def proto_json(fields: dict) -> dict:
@@ -291,7 +291,7 @@ class Upload:
     store: str | None = None              # target store (uploadToFileSearchStore)
     custom_metadata: list[dict] = field(default_factory=list)
     received: int = 0
-    sha256: object = field(default_factory=hashlib.sha256)
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -10,8 +10,9 @@ failure a :class:`objlib.gemini.errors.GeminiError`. Every HTTP exchange goes th
   (``classify``),
 - calls ``on_response(call, status)`` afterwards: 200, the error's HTTP status, or None when
   no response came back (as the circuit breaker should count it: a full store's 429 is
-  reported as 400, see ``errors.breaker_status``). A failing ``on_response`` is logged, never raised: the answer of a
-  call that succeeded (an import's operation name) must not be lost to a bookkeeping hook.
+  reported as 400, see ``errors.breaker_status``). A failing ``on_response`` is logged, never
+  raised: the answer of a call that succeeded (an import's operation name) must not be lost to
+  a bookkeeping hook.
 
 The SDK's own retries are off; retrying is the queue's job. The SDK client is built on first
 use (never at import: workers fork) and rebuilt if the process has forked since.
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from google import genai
@@ -246,7 +247,7 @@ class GeminiClient:
         kind = (types.UploadToFileSearchStoreOperation if "/upload/operations/" in name
                 else types.ImportFileOperation)
         return _operation(name, self._call("get_operation", lambda c: c.operations.get(
-            kind(name=name))))
+            kind.model_validate({"name": name}))))
 
     def get_document(self, name: str) -> Document:
         return _document(self._call("get_document", lambda c: c.file_search_stores.documents.get(
@@ -432,7 +433,7 @@ def _document(d) -> Document:
 
 
 def _decode_metadata(entries) -> dict:
-    decoded = {}
+    decoded: dict[str, Any] = {}
     for entry in entries:
         if entry.string_list_value is not None:
             decoded[entry.key] = list(entry.string_list_value.values or [])

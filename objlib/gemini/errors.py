@@ -36,27 +36,30 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import importlib
 import json
 import os
 import re
 import time
 from collections.abc import Mapping
+from types import ModuleType
 from urllib.parse import quote, quote_plus
 
 from google.genai import errors as genai_errors
 
 from objlib.errors import ConfigError, ObjlibError
 
-try:  # the SDK's transport; plain httpx is accepted too should the SDK ever use it
-    import httpx2
-except ImportError:  # pragma: no cover - google-genai 3.6 depends on httpx2
-    httpx2 = None
-try:
-    import httpx
-except ImportError:
-    httpx = None
 
-_TRANSPORTS = tuple(m for m in (httpx2, httpx) if m is not None)
+def _installed(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+# the SDK's transport (google-genai 3.6 depends on httpx2); plain httpx is accepted too should
+# the SDK ever use it
+_TRANSPORTS = tuple(m for m in (_installed("httpx2"), _installed("httpx")) if m is not None)
 _REQUEST_ERRORS = tuple(m.RequestError for m in _TRANSPORTS)
 # no answer came back (refused, reset, timed out, cut off): the service is away
 _NO_ANSWER = tuple(m.TransportError for m in _TRANSPORTS)

@@ -8,12 +8,11 @@ incremental update of the catalogue.
 """
 
 from objlib.scan.metadata import KEYS, QUALITIES, PathMetadata, compile_patterns, parse_path
-from objlib.scan.scanner import (ProgressFn, ScanSummary, hashing_progress, scan_library,
-                                 summary_table)
+from objlib.scan.scanner import ProgressFn, ScanSummary, scan_library
 from objlib.scan.walk import check_root, is_ignored, list_library, read_content
 
 __all__ = [
     "KEYS", "QUALITIES", "PathMetadata", "ProgressFn", "ScanSummary", "check_root",
-    "compile_patterns", "hashing_progress", "is_ignored", "list_library", "parse_path",
-    "read_content", "scan_library", "summary_table",
+    "compile_patterns", "is_ignored", "list_library", "parse_path", "read_content",
+    "scan_library",
 ]

@@ -44,8 +44,9 @@ import datetime as dt
 import functools
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from objlib.errors import ConfigError
 
@@ -111,7 +112,8 @@ def compile_patterns(user_patterns: tuple[str, ...] = ()) -> tuple[Pattern, ...]
         try:
             regex = re.compile(text)
         except re.error as exc:
-            raise ConfigError(f"metadata_patterns[{i}] {text!r} is not a valid regex: {exc}")
+            raise ConfigError(f"metadata_patterns[{i}] {text!r} is not a valid regex: "
+                              f"{exc}") from exc
         groups = tuple(regex.groupindex)
         unknown = sorted(set(groups) - set(KEYS))
         if not groups or unknown:

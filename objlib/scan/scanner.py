@@ -35,11 +35,11 @@ import json
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from objlib.catalog import Catalog, lifecycle, open_catalog
 from objlib.catalog.lifecycle import DELETED, SKIPPED, NewFile
@@ -48,8 +48,15 @@ from objlib.log import get_logger
 from objlib.scan import guard
 from objlib.scan.guard import DeleteLimit
 from objlib.scan.metadata import PathMetadata, compile_patterns, parse_path
-from objlib.scan.walk import (CONTENT_REASONS, Content, Entry, Listing, check_root, list_library,
-                              read_content)
+from objlib.scan.walk import (
+    CONTENT_REASONS,
+    Content,
+    Entry,
+    Listing,
+    check_root,
+    list_library,
+    read_content,
+)
 from objlib.settings import Settings
 
 ROOT_KEY = "library_root"
@@ -287,6 +294,7 @@ class _Scan:
             self._skipped(entry.path, row, size, mtime_ns, content.skip_reason)
             return
         digest = content.content_hash
+        assert digest is not None, "a file read and not skipped has a hash"
         meta = self._metadata(entry.path)
         stat = dict(size=size, mtime_ns=mtime_ns, metadata=meta.values, quality=meta.quality,
                     now=self.now)
@@ -317,13 +325,12 @@ class _Scan:
                 self.summary.renamed.append((path, renamed_to.pop(0)))
 
     def flush(self) -> None:
-        if self._new and not self.dry_run:
-            lifecycle.record_new_many(self.catalog, self._new, self.now)
-        self._new = []
-        if self._seen and not self.dry_run:
+        if not self.dry_run and self.catalog is not None:  # (no catalogue: a dry run)
+            if self._new:
+                lifecycle.record_new_many(self.catalog, self._new, self.now)
             for i in range(0, len(self._seen), SEEN_BATCH):
                 lifecycle.seen(self.catalog, self._seen[i:i + SEEN_BATCH], self.now)
-        self._seen = []
+        self._new, self._seen = [], []
 
     def _skipped(self, path: str, row: _Known | None, size, mtime_ns, reason: str) -> None:
         self.summary.skipped[reason] += 1
@@ -413,49 +420,8 @@ def _batches(items: list, max_files: int = READ_BATCH_FILES,
 
 def _report(results: Iterable, progress: ProgressFn | None, total: int, done: int = 0):
     for batch, contents in results:
-        for item, content in zip(batch, contents):
+        for item, content in zip(batch, contents, strict=True):
             done += item[0].size or 0
             yield item, content
         if progress:
             progress(done, total)
-
-
-# ---------------------------------------------------------------------------- rendering
-
-
-@contextmanager
-def hashing_progress(console=None) -> Iterator[ProgressFn | None]:
-    """A transient Rich progress bar on stderr while files are read; None when stderr is
-    not a terminal (logs, CI, tests)."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
-
-    console = console or Console(stderr=True)
-    if not console.is_terminal:
-        yield None
-        return
-    with Progress(TextColumn("hashing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("hashing", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def summary_table(summary: ScanSummary):
-    """The summary as a Rich table (the warnings follow it as its caption)."""
-    from rich.table import Table
-
-    title = f"{'dry run: nothing written — ' if summary.dry_run else ''}scan of {summary.root}"
-    table = Table(title=title, show_header=True, title_justify="left")
-    table.add_column("files")
-    table.add_column("count", justify="right")
-    for label, count in summary.rows():
-        table.add_row(label, str(count))
-    read_mb = summary.read_bytes / 1e6
-    table.caption = "\n".join(
-        [f"{summary.files} found, {summary.read_files} read ({read_mb:.1f} MB) "
-         f"in {summary.elapsed_s:.2f} s"]
-        + [f"warning: {w}" for w in summary.warnings]
-        + [f"renamed: {old} -> {new}" for old, new in summary.renamed[:10]])
-    table.caption_justify = "left"
-    return table

@@ -195,8 +195,8 @@ def _classify(child: os.DirEntry, rel: str, root_real: str, ancestors: frozenset
     if not stat.S_ISREG(st.st_mode):
         entries.append(Entry(rel, child.path, None, st.st_mtime_ns, NOT_REGULAR))
         return None
-    reason = stat_reason(child.name, st.st_size, extensions, max_file_bytes)
-    entries.append(Entry(rel, child.path, st.st_size, st.st_mtime_ns, reason))
+    skip_reason = stat_reason(child.name, st.st_size, extensions, max_file_bytes)
+    entries.append(Entry(rel, child.path, st.st_size, st.st_mtime_ns, skip_reason))
     return None
 
 

@@ -1,0 +1,1 @@
+"""objlib's test suite (a package, so ``tests.support`` is importable by tests and scripts)."""
