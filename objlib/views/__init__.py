@@ -1,0 +1,1 @@
+"""Renderers: turn the plain results of objlib's functions into Rich renderables."""
