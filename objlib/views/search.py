@@ -11,7 +11,8 @@ from objlib.search import Citation, SearchResult
 
 PASSAGE_CHARS = 360
 METADATA_SHOWN = ("category", "course", "lesson", "year", "quarter", "week", "topic", "series",
-                  "date", "episode", "title")
+                  "date", "episode")
+METADATA_HIDDEN = ("title",)  # the path says it; --json has it
 
 
 def marked_answer(result: SearchResult) -> str:
@@ -30,7 +31,7 @@ def marked_answer(result: SearchResult) -> str:
 
 def metadata_line(metadata: dict) -> str:
     shown = [k for k in METADATA_SHOWN if k in metadata]
-    shown += sorted(k for k in metadata if k not in METADATA_SHOWN)
+    shown += sorted(k for k in metadata if k not in METADATA_SHOWN + METADATA_HIDDEN)
     return " · ".join(f"{k}: {_value(metadata[k])}" for k in shown)
 
 
@@ -42,12 +43,19 @@ def _value(value) -> str:
     return str(value)
 
 
-def passage(text: str, limit: int = PASSAGE_CHARS) -> str:
+def passage(text: str, focus: str = "", limit: int = PASSAGE_CHARS) -> str:
+    """The passage on one line, at most ``limit`` characters: around ``focus`` (the
+    sentence the answer took from it) when it is there, else from the start."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit - 1].rstrip() + "…"
+    if len(flat) <= limit:
+        return flat
+    at = flat.find(" ".join(focus.split())) if focus.strip() else -1
+    start = max(0, min(at - limit // 4, len(flat) - limit)) if at > 0 else 0
+    window = flat[start:start + limit - 2].strip()
+    return ("…" if start else "") + window + ("…" if start + limit - 2 < len(flat) else "")
 
 
-def citation_view(c: Citation) -> Group:
+def citation_view(c: Citation, focus: str = "") -> Group:
     where = Text(f"[{c.number}] ", style="bold")
     if c.path:
         where.append(c.path, style="cyan")
@@ -58,7 +66,7 @@ def citation_view(c: Citation) -> Group:
     lines = [where]
     if c.metadata:
         lines.append(Padding(Text(metadata_line(c.metadata), style="dim"), (0, 0, 0, 4)))
-    lines.append(Padding(Text(f"“{passage(c.text)}”", style="italic"), (0, 0, 0, 4)))
+    lines.append(Padding(Text(f"“{passage(c.text, focus)}”", style="italic"), (0, 0, 0, 4)))
     return Group(*lines)
 
 
@@ -70,7 +78,8 @@ def render(result: SearchResult) -> Group:
     parts = [head, Text(""), Text(marked_answer(result) or "(no answer)")]
     if result.citations:
         parts += [Text(""), Text("Citations", style="bold underline")]
-        parts += [citation_view(c) for c in result.citations]
+        focus = {n: text for text, numbers in result.supports for n in numbers}
+        parts += [citation_view(c, focus.get(c.number, "")) for c in result.citations]
     else:
         parts += [Text(""), Text("No passage of the store was cited.", style="yellow")]
     return Group(*parts)
