@@ -70,14 +70,14 @@ def chunking(config) -> tuple[int, int]:
     white = _either(config, "whiteSpaceConfig", "white_space_config") or {}
     if not isinstance(white, dict):
         raise ValueError("chunkingConfig.whiteSpaceConfig must be an object.")
-    size = _either(white, "maxTokensPerChunk", "max_tokens_per_chunk")
-    overlap = _either(white, "maxOverlapTokens", "max_overlap_tokens")
+    size = _number(_either(white, "maxTokensPerChunk", "max_tokens_per_chunk"))
+    overlap = _number(_either(white, "maxOverlapTokens", "max_overlap_tokens"))
     size = DEFAULT_MAX_TOKENS_PER_CHUNK if size in (None, 0) else size
-    overlap = (min(DEFAULT_MAX_OVERLAP_TOKENS, size - 1) if overlap is None else overlap)
     low, high = MAX_TOKENS_PER_CHUNK
     if not _whole(size) or not low <= size <= high:
         raise ValueError(f"maxTokensPerChunk must be a whole number from {low} to {high}; "
                          f"got {size!r}.")
+    overlap = min(DEFAULT_MAX_OVERLAP_TOKENS, size - 1) if overlap is None else overlap
     if not _whole(overlap) or not 0 <= overlap < size:
         raise ValueError(f"maxOverlapTokens must be a whole number from 0 to "
                          f"maxTokensPerChunk - 1 ({size - 1}); got {overlap!r}.")
@@ -86,6 +86,13 @@ def chunking(config) -> tuple[int, int]:
 
 def _either(data: dict, camel: str, snake: str):
     return data[camel] if camel in data else data.get(snake)
+
+
+def _number(value):
+    """proto3 JSON takes an integer as a number or as a string of one."""
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value)
+    return value
 
 
 def _whole(value) -> bool:
