@@ -94,7 +94,8 @@ def test_the_answer_cites_the_local_file_with_its_metadata_and_passage(synced, s
 def test_json_prints_the_answer_the_citations_and_the_filter_sent(synced, settings):
     from objlib.catalog import open_catalog
 
-    data = cited(PHRASE, "--filter", "course=OPAR", "--filter", "lesson>=3", "--top-k", "2")
+    data = cited(f"{PHRASE} reason", "--filter", "course=OPAR", "--filter", "lesson>=3",
+                 "--top-k", "2")
 
     assert data["filter"] == '(course = "OPAR") AND (lesson >= 3)'
     assert "emulator" in data["answer"] and len(data["citations"]) == 2
@@ -114,7 +115,7 @@ def test_json_prints_the_answer_the_citations_and_the_filter_sent(synced, settin
 
 
 def test_a_filter_excludes_and_a_numeric_shorthand_compares_numbers(synced):
-    other = cited(PHRASE, "--filter", "lesson!=3", "--top-k", "10")
+    other = cited(f"{PHRASE} reason", "--filter", "lesson!=3", "--top-k", "10")
     by_year = cited("Induction generalizes", "--filter", "year>=2")
     none = cited("Induction generalizes", "--filter", "year>2")
 

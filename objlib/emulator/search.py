@@ -32,8 +32,19 @@ DEFAULT_MAX_OVERLAP_TOKENS = 20
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
 
-_WORDS = re.compile(r"\S+")
+_SPACES = re.compile(r"(\s+)")
 _TERMS = re.compile(r"\w+")
+# left out of a question's terms: they are in nearly every chunk, so they only cost time
+# (bm25 scores every chunk that holds a term) and add nothing to the ranking
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further
+had has have having he her here hers him his how i if in into is it its itself just me more
+most my no nor not now of off on once only or other our ours out over own same she should so
+some such than that the their theirs them then there these they this those through to too
+under until up very was we were what when where which while who whom why will with would
+you your yours
+""".split())
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS raw_texts(file_id TEXT PRIMARY KEY, text TEXT, error TEXT);
@@ -103,21 +114,24 @@ def _whole(value) -> bool:
 def split(text: str, max_words: int, overlap_words: int) -> list[str]:
     """``text`` in chunks of at most ``max_words`` whitespace-separated words, each repeating
     the last ``overlap_words`` of the one before; a chunk keeps the text's own spacing."""
-    spans = [m.span() for m in _WORDS.finditer(text)]
+    parts = _SPACES.split(text.strip())  # word, space, word, ..., word
+    words = (len(parts) + 1) // 2 if parts != [""] else 0
     chunks, start, step = [], 0, max_words - overlap_words
-    while start < len(spans):
-        last = min(start + max_words, len(spans)) - 1
-        chunks.append(text[spans[start][0]:spans[last][1]])
-        if last == len(spans) - 1:
+    while start < words:
+        last = min(start + max_words, words) - 1
+        chunks.append("".join(parts[2 * start:2 * last + 1]))
+        if last == words - 1:
             break
         start += step
     return chunks
 
 
 def match_query(question: str) -> str | None:
-    """An FTS5 query that matches any word of ``question`` (each quoted, so no word is read
-    as FTS5 syntax); None when it has no word."""
+    """An FTS5 query that matches any word of ``question`` but the most common English ones
+    (all of them if nothing else is left), each quoted so that no word is read as FTS5
+    syntax; None when it has no word."""
     terms = list(dict.fromkeys(t.lower() for t in _TERMS.findall(question)))
+    terms = [t for t in terms if t not in STOPWORDS] or terms
     return " OR ".join(f'"{t}"' for t in terms) or None
 
 
@@ -194,13 +208,34 @@ class SearchIndex:
         keys = {self._keys[d]: d for d in documents if d in self._keys}
         if match is None or not keys or top_k <= 0:
             return []
-        rows = self.conn.execute(
-            "SELECT t.doc, t.seq, t.text, bm25(chunks) AS score FROM chunks "
-            "JOIN chunk_text t ON t.id = chunks.rowid "
-            "WHERE chunks MATCH ? AND t.doc IN (SELECT value FROM json_each(?)) "
-            "ORDER BY score, t.doc, t.seq LIMIT ?",
-            (match, json.dumps(list(keys)), top_k)).fetchall()
-        return [Hit(keys[doc], seq, text, score) for doc, seq, text, score in rows]
+        if 2 * len(keys) < len(self._keys):  # a few documents: rank only theirs
+            rows = self.conn.execute(
+                "SELECT t.doc, t.seq, t.text, bm25(chunks) AS score FROM chunks "
+                "JOIN chunk_text t ON t.id = chunks.rowid "
+                "WHERE chunks MATCH ? AND t.doc IN (SELECT value FROM json_each(?)) "
+                "ORDER BY score, t.doc, t.seq LIMIT ?",
+                (match, json.dumps(list(keys)), top_k)).fetchall()
+            return [Hit(keys[doc], seq, text, score) for doc, seq, text, score in rows]
+        return self._top_of_all(match, keys, top_k)
+
+    def _top_of_all(self, match: str, keys: dict[int, str], top_k: int) -> list[Hit]:
+        """Most documents may be returned: rank every chunk (FTS5's own ``ORDER BY rank
+        LIMIT``, the fastest form), keep the allowed ones, and ask for more until ``top_k``
+        are found or every match was seen."""
+        wanted = 2 * top_k
+        while True:
+            ranked = self.conn.execute(
+                "SELECT rowid, rank FROM chunks WHERE chunks MATCH ? ORDER BY rank LIMIT ?",
+                (match, wanted)).fetchall()
+            score = dict(ranked)
+            rows = self.conn.execute(
+                "SELECT id, doc, seq, text FROM chunk_text WHERE id IN "
+                "(SELECT value FROM json_each(?))", (json.dumps(list(score)),)).fetchall()
+            hits = sorted((Hit(keys[doc], seq, text, score[i]) for i, doc, seq, text in rows
+                           if doc in keys), key=lambda h: (h.score, h.document, h.seq))
+            if len(hits) >= top_k or len(ranked) < wanted:
+                return hits[:top_k]
+            wanted *= 4
 
 
 class _Transaction:
