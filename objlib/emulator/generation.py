@@ -5,10 +5,11 @@ each refused as the real API refuses it (``ApiError``), or as strictly where tha
   Gemini 2.5 Pro / Flash / Flash-Lite and Gemini 3 models; their ``-preview-...`` variants and
   the ``-latest`` aliases are taken too]; any other is ``404 NOT_FOUND "models/X is not found
   for API version v1beta, or is not supported for generateContent. Call ListModels ..."``
-  [issue: the real wording, widely reported] [unknown: a model that exists without File
-  Search support may answer otherwise].
+  (``StreamGenerateContent`` for the stream) [issue: openclaw/openclaw#14036,
+  ChatGPTNextWeb/NextChat#4699] [unknown: a model that exists without File Search support
+  may answer otherwise].
 - ``contents`` empty or missing: ``400 INVALID_ARGUMENT "* GenerateContentRequest.contents:
-  contents is not specified"`` [issue: the real wording, widely reported]. The question is the
+  contents is not specified"`` [issue: langchain-ai/langchain-google#1393]. The question is the
   text of the last user turn.
 - No ``fileSearch`` tool: answered (200) without grounding, as the real model answers without
   retrieving anything; the emulator, having no model, says so in its text [doc: a model
@@ -49,11 +50,11 @@ class FileSearchTool:
     top_k: int
 
 
-def check_model(model: str) -> None:
+def check_model(model: str, version: str = "v1beta", method: str = "generateContent") -> None:
     if not FILE_SEARCH_MODELS.match(model):
         raise ApiError(404, "NOT_FOUND",
-                       f"models/{model} is not found for API version v1beta, or is not "
-                       "supported for generateContent. Call ListModels to see the list of "
+                       f"models/{model} is not found for API version {version}, or is not "
+                       f"supported for {method}. Call ListModels to see the list of "
                        "available models and their supported methods.")
 
 

@@ -243,18 +243,18 @@ def documents_delete(app, req: Request, v: str, name: str) -> Response:
 
 
 def models_generate_content(app, req: Request, v: str, model: str) -> Response:
-    return Response(body=grounding.response(*_generate(app, req, model)))
+    return Response(body=grounding.response(*_generate(app, req, v, model, "generateContent")))
 
 
 def models_stream_generate_content(app, req: Request, v: str, model: str) -> Response:
     """``alt=sse`` (what the SDK asks for): server-sent events; otherwise a JSON array."""
-    events = grounding.stream(*_generate(app, req, model))
+    events = grounding.stream(*_generate(app, req, v, model, "StreamGenerateContent"))
     return Response(events=events) if req.query.get("alt") == "sse" else Response(body=events)
 
 
-def _generate(app, req: Request, model: str):
+def _generate(app, req: Request, v: str, model: str, method: str):
     body = req.json(schema.GENERATE_CONTENT)
-    generation.check_model(model)
+    generation.check_model(model, v, method)
     question = generation.question(body.get("contents"))
     tool = generation.file_search_tool(body.get("tools"))
     if tool is None:
