@@ -105,6 +105,7 @@ def test_a_question_becomes_an_fts_query_of_its_quoted_words_but_the_commonest()
     assert match_query('What is "objectivity" AND NOT x*?') == '"objectivity" OR "x"'
     assert match_query("What is it?") == '"what" OR "is" OR "it"'  # nothing else is left
     assert match_query("?!") is None
+    assert match_query("Reason and reality", "AND") == '"reason" AND "reality"'
 
 
 # ----------------------------------------------------------------- objlib's --filter shorthand

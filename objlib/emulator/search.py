@@ -126,13 +126,13 @@ def split(text: str, max_words: int, overlap_words: int) -> list[str]:
     return chunks
 
 
-def match_query(question: str) -> str | None:
-    """An FTS5 query that matches any word of ``question`` but the most common English ones
-    (all of them if nothing else is left), each quoted so that no word is read as FTS5
-    syntax; None when it has no word."""
+def match_query(question: str, operator: str = "OR") -> str | None:
+    """An FTS5 query for the words of ``question`` but the most common English ones (all of
+    them if nothing else is left), each quoted so that no word is read as FTS5 syntax,
+    joined by ``operator`` (OR: any of them; AND: all of them); None when it has no word."""
     terms = list(dict.fromkeys(t.lower() for t in _TERMS.findall(question)))
     terms = [t for t in terms if t not in STOPWORDS] or terms
-    return " OR ".join(f'"{t}"' for t in terms) or None
+    return f" {operator} ".join(f'"{t}"' for t in terms) or None
 
 
 class SearchIndex:
@@ -203,11 +203,19 @@ class SearchIndex:
 
     def query(self, question: str, documents, top_k: int) -> list[Hit]:
         """The ``top_k`` chunks of ``documents`` (names) that best match ``question`` (bm25;
-        ties by document and chunk order)."""
-        match = match_query(question)
+        ties by document and chunk order). Chunks holding every word of the question come
+        first; only when fewer than ``top_k`` hold them all are the chunks holding any word
+        ranked (bm25 scores every chunk a query matches: with common words, nearly all)."""
         keys = {self._keys[d]: d for d in documents if d in self._keys}
-        if match is None or not keys or top_k <= 0:
+        every, anyone = match_query(question, "AND"), match_query(question, "OR")
+        if anyone is None or not keys or top_k <= 0:
             return []
+        hits = []
+        if every != anyone:
+            hits = self._ranked(every, keys, top_k)
+        return hits if len(hits) >= top_k else self._ranked(anyone, keys, top_k)
+
+    def _ranked(self, match: str, keys: dict[int, str], top_k: int) -> list[Hit]:
         if 2 * len(keys) < len(self._keys):  # a few documents: rank only theirs
             rows = self.conn.execute(
                 "SELECT t.doc, t.seq, t.text, bm25(chunks) AS score FROM chunks "
