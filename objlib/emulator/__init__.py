@@ -63,7 +63,12 @@ report of the real API's answer; [unknown] = not documented nor seen: the strict
   saying it is the emulator's: see ``search.py`` and ``grounding.py``. Chunking follows
   ``whiteSpaceConfig`` (words; defaults [unknown]); ``metadataFilter`` is AIP-160's
   comparisons with AND/OR/NOT and parentheses (``filter.py``); what a request may hold, and
-  every refusal with its source, is in ``generation.py``.
+  every refusal with its source, is in ``generation.py``. In short: a request without the
+  ``fileSearch`` tool is answered 200 without grounding, as the real model answers without
+  tools (the emulator's text says it has no model) [doc]; a store that does not exist is
+  404 NOT_FOUND, as ``fileSearchStores.get`` answers [unknown: stricter]; a filter that does
+  not parse is 400 INVALID_ARGUMENT [unknown: the wording]; any other tool is 400 [emulator
+  limit]; an unknown model is the real 404 [issue]; no contents, the real 400 [issue].
 """
 
 from objlib.emulator.behaviour import FAULT_KINDS, LATENCY_STEPS, PROFILES, Profile, parse_knobs
