@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -56,7 +57,7 @@ def dead(children: Children) -> list[str]:
 def run_step(argv: list[str], env: dict) -> None:
     """A foreground command, shown as a user would type it; a failure stops the demo."""
     shown = ["objlib", *argv[3:]] if argv[:3] == OBJLIB else argv
-    print(f"$ {' '.join(shown)}", flush=True)
+    print(f"$ {shlex.join(shown)}", flush=True)
     subprocess.run(argv, env=env, check=True)
 
 
