@@ -228,3 +228,39 @@ def test_an_unknown_model_says_to_choose_another(synced):
     result = run(PHRASE, "--model", "gpt-4")
     assert result.exit_code == 1
     assert "does not know the model 'gpt-4'" in result.output and "--model" in result.output
+
+
+# ------------------------------------------------------------------ the shared throttle
+
+
+def test_a_search_goes_through_the_shared_throttle(synced, settings):
+    from objlib.throttle import Throttle
+
+    throttle = Throttle.from_settings(settings)
+    try:
+        before = throttle.state().requests_last_60s
+        assert run(PHRASE).exit_code == 0
+        assert throttle.state().requests_last_60s == before + 1  # counted like a worker's
+    finally:
+        throttle.close()
+
+
+def test_an_open_breaker_holds_the_search_and_says_why(synced, settings, emulator):
+    from objlib.settings import Settings
+    from objlib.throttle import Throttle
+
+    (settings.home / "config.toml").write_text("breaker_cooldown_s = 120.0\n")
+    throttle = Throttle.from_settings(Settings.load(settings.home))
+    try:
+        for _ in range(10):  # the service answered 503 ten times: the breaker opens
+            throttle.record(503)
+        assert throttle.state().breaker == "open"
+    finally:
+        throttle.close()
+    before = sum(emulator.stats()["requests"].values())
+
+    result = run(PHRASE)
+
+    assert result.exit_code == 1 and "circuit breaker open" in result.output
+    assert "objlib status" in result.output
+    assert sum(emulator.stats()["requests"].values()) == before  # nothing was sent
