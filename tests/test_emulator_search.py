@@ -210,6 +210,25 @@ def test_chunks_follow_the_requests_chunking_config(emu):
     assert refused.value.code == 400 and "maxTokensPerChunk" in refused.value.message
 
 
+def test_a_document_uploaded_straight_to_the_store_is_searchable_with_its_chunking(emu):
+    client = sdk(emu)
+    store = client.file_search_stores.create(config={"display_name": "u"}).name
+    words = " ".join(f"term{i}" for i in range(60)) + f" {PHRASE}"
+    op = client.file_search_stores.upload_to_file_search_store(
+        file=io.BytesIO(words.encode()), file_search_store_name=store,
+        config={"display_name": "Straight In", "mime_type": "text/plain",
+                "custom_metadata": [{"key": "year", "numeric_value": 2001}],
+                "chunking_config": {"white_space_config": {"max_tokens_per_chunk": 30,
+                                                           "max_overlap_tokens": 0}}})
+    while not op.done:
+        op = client.operations.get(op)
+
+    found = contexts(ask(client, [store], PHRASE, flt="year = 2001"))
+
+    assert found[0].title == "Straight In" and PHRASE in found[0].text
+    assert len(found[0].text.split()) <= 30
+
+
 def test_the_index_survives_a_restart_with_a_state_dir(tmp_path):
     with Emulator(seed=1, state_dir=tmp_path / "state") as first:
         client = sdk(first)
