@@ -314,6 +314,43 @@ def reconcile(ctx, fix, include_foreign, as_json):
 
 
 @cli.command()
+@click.argument("question")
+@click.option("--filter", "filters", multiple=True, metavar="EXPR",
+              help='Metadata filter, repeatable (joined with AND): AIP-160 as is '
+                   '(course = "OPAR" AND year >= 1991) or key=value / key>=N for the '
+                   "metadata objlib writes.")
+@click.option("--top-k", type=click.IntRange(1, 100), metavar="N",
+              help="Passages to retrieve (default: the service's).")
+@click.option("--model", default="gemini-2.5-flash", show_default=True,
+              help="A model that supports File Search.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: answer, citations (path, document, metadata, "
+                   "text), the filter sent.")
+@click.pass_context
+@_fail_cleanly
+def search(ctx, question, filters, top_k, model, as_json):
+    """Ask the indexed library QUESTION; print the answer, then numbered citations: the
+    local file each passage came from, its metadata and the passage.
+
+    \b
+    Example:
+        objlib search "What is objectivity?" --filter course=OPAR --filter "year>=1991"
+    """
+    import json
+
+    from rich.console import Console
+
+    from objlib.search import search as run_search
+    from objlib.views.search import render
+
+    result = run_search(settings_of(ctx), question, filters, top_k=top_k, model=model)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        Console().print(render(result))
+
+
+@cli.command()
 @click.option("-s", "--store", metavar="NAME", help="Store display name for this run "
               "(default: store_name from the settings).")
 @click.option("-b", "--batch-size", default=150, show_default=True, type=click.IntRange(min=1),

@@ -2,7 +2,7 @@
 """``make bench``: the pipeline, objlib's own overhead, the rate limit, scan and status, each
 against its target, on this machine. Prints a table and writes ``bench-results/bench.json``.
 
-    python scripts/bench.py [--quick] [--only pipeline,overhead,rate,scan,status,seed]
+    python scripts/bench.py [--quick] [--only pipeline,overhead,rate,scan,status,seed,search]
                             [--files 500] [--workers 7] [--runs 3] [--pipeline-runs 3]
                             [--rate-runs 1] [--rpm 300] [--duration 150] [--seed 1]
                             [--quota-rpm 60] [--quota-duration 360]
@@ -39,6 +39,9 @@ status    ``scripts/bench_status.py``'s catalogue and timings (snapshot + JSON i
 seed      ``scripts/bench_seed.py``: objlib and the seed's design (``baseline_seed.py``) on the
           same library, profile (``field``) and N, clean and with 5 % 429 + 5 % 503: files/s,
           % indexed, calls and huey tasks per file, the ratio. 450 files take ~12 min.
+search    ``scripts/bench_search.py``: one search's latency (real SDK over HTTP) in an
+          emulator store of ``--search-documents`` (5,000) sample documents: common words,
+          a rare phrase, with a filter, and the index alone.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ TARGETS = {"pipeline_ratio": 0.9, "overhead_files_per_s": 100.0,
            "rate_max_window": 1.0, "rate_sustained": 0.9, "quota_used": 0.8,
            "status_ms": 200.0}
 QUOTA_WARM_S = 120.0
-SECTIONS = ("pipeline", "overhead", "rate", "scan", "status", "seed")
+SECTIONS = ("pipeline", "overhead", "rate", "scan", "status", "seed", "search")
 SETUP_ENDPOINTS = ("stores.list", "stores.create", "stores.get")
 STEADY_MIN_FILES = 300
 
@@ -455,6 +458,14 @@ def bench_status(args, tmp: Path) -> dict:
             "target_ms": TARGETS["status_ms"] if rows >= 100_000 else None}
 
 
+def bench_search(args) -> dict:
+    """``scripts/bench_search.py``: searches of a store of ``--search-documents``."""
+    import bench_search as bs
+
+    log(f"search: a store of {args.search_documents} documents")
+    return bs.run(args.search_documents, max(5, args.runs * 7), args.seed)
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -569,6 +580,14 @@ def table(results: dict) -> str:
         row("objlib status --json, a new process (ms)", st["command_ms"])
     if sd := results.get("seed"):
         lines += bench_seed.table_lines(sd, _ok)
+    if se := results.get("search"):
+        lines.append(f"search: {se['documents']} documents, {se['chunks']} chunks, "
+                     f"{se['megabytes']} MB; median of {se['common']['runs']} searches")
+        for key, what in (("common", "4 common words, SDK over HTTP (ms)"),
+                          ("rare", "a rare phrase, SDK over HTTP (ms)"),
+                          ("filtered", "common words + a filter, SDK over HTTP (ms)"),
+                          ("index_only", "common words, the index alone (ms)")):
+            row(what, se[key]["median_ms"])
     return "\n".join(lines)
 
 
@@ -617,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-runs", type=int, help="seed section: runs per condition (1)")
     parser.add_argument("--baseline-profile", default="field", choices=sorted(PROFILES),
                         help="seed section: the emulator profile (field)")
+    parser.add_argument("--search-documents", type=int,
+                        help="search section: documents in the store (5000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600, help="per pipeline run (s)")
     parser.add_argument("--keep", action="store_true",
@@ -633,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     args.status_rows = args.status_rows or (10_000 if quick else 100_000)
     args.baseline_files = args.baseline_files or (30 if quick else 450)
     args.baseline_runs = args.baseline_runs or 1
+    args.search_documents = args.search_documents or (500 if quick else 5000)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
@@ -661,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
             results["status"] = bench_status(args, tmp)
         if "seed" in only:
             results["seed"] = bench_seed.bench(args, tmp, pipeline_run, log)
+        if "search" in only:
+            results["search"] = bench_search(args)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     text = table(results)
     print(text)

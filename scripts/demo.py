@@ -8,7 +8,9 @@
 2. starts the Gemini emulator (``realistic`` latencies) on a free port;
 3. runs ``objlib scan``, ``objlib enqueue`` and ``huey_consumer objlib.tasks.huey -w 7``;
 4. shows ``objlib status --watch --until-done`` (plain lines when stdout is not a terminal);
-5. prints the final ``objlib status``, ``objlib failures`` and the skipped files.
+5. prints the final ``objlib status``, ``objlib failures`` and the skipped files;
+6. asks the library one question (``objlib search ... --filter category=Courses``) and shows
+   the answer with its citations: local path, metadata, passage.
 
 Every process it starts runs in its own process group and is stopped at the end, also on
 Ctrl+C or an error. Exit status: 0 when every eligible file is indexed; 1 when any is left
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -36,6 +39,7 @@ from tests.support.processes import CONSUMER_FLAGS, PYTHON, Child, Children, Emu
 ROOT = Path(__file__).resolve().parent.parent
 OBJLIB = [PYTHON, "-m", "objlib"]
 SEED = 7
+QUESTION = "How does reason relate to reality and knowledge?"
 
 
 def say(text: str) -> None:
@@ -51,7 +55,7 @@ def dead(children: Children) -> list[str]:
 def run_step(argv: list[str], env: dict) -> None:
     """A foreground command, shown as a user would type it; a failure stops the demo."""
     shown = ["objlib", *argv[3:]] if argv[:3] == OBJLIB else argv
-    print(f"$ {' '.join(shown)}", flush=True)
+    print(f"$ {shlex.join(shown)}", flush=True)
     subprocess.run(argv, env=env, check=True)
 
 
@@ -128,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             run_step([*OBJLIB, "status"], env)
             run_step([*OBJLIB, "failures"], env)
             run_step([*OBJLIB, "failures", "--skipped"], env)
-            return verdict(Settings.load(home), time.monotonic() - started)
+            code = verdict(Settings.load(home), time.monotonic() - started)
+            say("6. ask the library a question: the answer, and where each cited passage "
+                "came from")
+            run_step([*OBJLIB, "search", QUESTION, "--filter", "category=Courses",
+                      "--top-k", "3"], env)
+            return code
         except KeyboardInterrupt:
             print("\ndemo: interrupted", flush=True)
             return 130

@@ -40,4 +40,5 @@ def test_demo_indexes_every_eligible_file_and_stops_what_it_started(tmp_path):
         assert text in out, text
     assert "indexed 32/32 (100.0%)" in out  # a plain status line: stdout is not a terminal
     assert "demo: 32 of 32 eligible files indexed" in out and "0 failed" in out
+    assert "$ objlib search" in out and "Citations" in out and "[1] Courses/" in out
     assert processes_with_home(home) == []

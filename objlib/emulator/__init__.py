@@ -3,7 +3,10 @@ talks to it through ``GOOGLE_GEMINI_BASE_URL`` (or ``HttpOptions(base_url=...)``
 
 Split as moto splits a fake service: ``state`` (in-memory model, domain errors), ``behaviour``
 (latency, faults, quota, statistics), ``handlers`` (one function per action), ``routes`` (the
-table) and ``server`` (the threaded HTTP server and ``Emulator``).
+table) and ``server`` (the threaded HTTP server and ``Emulator``). Searching a store:
+``extract`` (a document's text), ``search`` (chunks in an SQLite FTS5 index, bm25),
+``filter`` (``metadataFilter``), ``generation`` (reading a generateContent request) and
+``grounding`` (the answer and its grounding metadata).
 
     with Emulator(profile="instant", faults={"rate_limit": 0.1}, seed=1) as emu:
         os.environ["GOOGLE_GEMINI_BASE_URL"] = emu.base_url
@@ -50,7 +53,22 @@ report of the real API's answer; [unknown] = not documented nor seen: the strict
   service].
 - ``state_dir``: stores, raw files, documents, operations and unfinished resumable uploads
   survive a restart (``persist.py``), as they do on the real service (raw files expire after
-  48 h [doc]).
+  48 h [doc]); so do the documents' text and chunks (``DIR/search.db``).
+- ``generateContent`` / ``streamGenerateContent?alt=sse`` with the ``fileSearch`` tool search
+  the ACTIVE documents of the named stores (a deleted or replaced document's chunks go with
+  it) and answer in the real shape: ``groundingMetadata.groundingChunks[].retrievedContext``
+  (``title``, ``text``, ``fileSearchStore``, ``customMetadata``) and ``groundingSupports``
+  [doc: the SDKs' GroundingMetadata types; parsed by the SDK's types in the tests]. The
+  retrieval is **lexical** (FTS5 bm25 over words, not embeddings) and the answer extractive,
+  saying it is the emulator's: see ``search.py`` and ``grounding.py``. Chunking follows
+  ``whiteSpaceConfig`` (words; defaults [unknown]); ``metadataFilter`` is AIP-160's
+  comparisons with AND/OR/NOT and parentheses (``filter.py``); what a request may hold, and
+  every refusal with its source, is in ``generation.py``. In short: a request without the
+  ``fileSearch`` tool is answered 200 without grounding, as the real model answers without
+  tools (the emulator's text says it has no model) [doc]; a store that does not exist is
+  404 NOT_FOUND, as ``fileSearchStores.get`` answers [unknown: stricter]; a filter that does
+  not parse is 400 INVALID_ARGUMENT [unknown: the wording]; any other tool is 400 [emulator
+  limit]; an unknown model is the real 404 [issue]; no contents, the real 400 [issue].
 """
 
 from objlib.emulator.behaviour import FAULT_KINDS, LATENCY_STEPS, PROFILES, Profile, parse_knobs

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from objlib.emulator import schema
+from objlib.emulator import generation, grounding, schema
 from objlib.emulator.state import ApiError, invalid
 
 CHUNK_GRANULARITY = 8 * 1024 * 1024
@@ -57,6 +57,7 @@ class Response:
     body: dict | None = field(default_factory=dict)   # None: an empty body
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float | None = None                      # None: the "call" latency
+    events: list[dict] | None = None                  # server-sent events instead of a body
 
 
 def field_of(data: dict, camel: str, default=None):
@@ -200,7 +201,8 @@ def stores_import_file(app, req: Request, v: str, store_id: str) -> Response:
     body = req.json(schema.IMPORT_FILE)
     op = app.state.import_file(
         _store_name(store_id), field_of(body, "fileName"), field_of(body, "customMetadata"),
-        index_after_s=app.behaviour.delay_s("index"), outcome=app.behaviour.index_outcome())
+        index_after_s=app.behaviour.delay_s("index"), outcome=app.behaviour.index_outcome(),
+        chunking_config=field_of(body, "chunkingConfig"))
     return Response(body=op.to_api(initial=True), delay_s=app.behaviour.delay_s("import"))
 
 
@@ -210,7 +212,8 @@ def stores_upload_start(app, req: Request, v: str, store_id: str) -> Response:
     upload = app.state.start_upload(
         "store", mime_type=_upload_mime(req, body), size_bytes=_upload_size(req, {}),
         display_name=field_of(body, "displayName"), store=_store_name(store_id),
-        custom_metadata=field_of(body, "customMetadata"))
+        custom_metadata=field_of(body, "customMetadata"),
+        chunking_config=field_of(body, "chunkingConfig"))
     return _upload_started(req, upload.id)
 
 
@@ -234,6 +237,30 @@ def documents_get(app, req: Request, v: str, name: str) -> Response:
 def documents_delete(app, req: Request, v: str, name: str) -> Response:
     app.state.delete_document(name, force=req.flag("force"))
     return Response()
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+def models_generate_content(app, req: Request, v: str, model: str) -> Response:
+    return Response(body=grounding.response(*_generate(app, req, v, model, "generateContent")))
+
+
+def models_stream_generate_content(app, req: Request, v: str, model: str) -> Response:
+    """``alt=sse`` (what the SDK asks for): server-sent events; otherwise a JSON array."""
+    events = grounding.stream(*_generate(app, req, v, model, "StreamGenerateContent"))
+    return Response(events=events) if req.query.get("alt") == "sse" else Response(body=events)
+
+
+def _generate(app, req: Request, v: str, model: str, method: str):
+    body = req.json(schema.GENERATE_CONTENT)
+    generation.check_model(model, v, method)
+    question = generation.question(body.get("contents"))
+    tool = generation.file_search_tool(body.get("tools"))
+    if tool is None:
+        return model, question, None
+    return model, question, app.state.search(tool.stores, question, tool.metadata_filter,
+                                             tool.top_k)
 
 
 # ---------------------------------------------------------------------------------- /_emulator

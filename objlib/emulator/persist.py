@@ -2,7 +2,11 @@
 restart, as the real service's do.
 
 The state lives in ``DIR/state.json`` (the bytes of unfinished uploads in ``DIR/uploads/``,
-appended as chunks arrive, so a session cut off between two chunks resumes after a restart).
+appended as chunks arrive, so a session cut off between two chunks resumes after a restart;
+the documents' text and chunks in ``DIR/search.db``, SQLite written as it changes, see
+``search.py``). A killed emulator may restart with a document that state.json still names
+but whose chunks were deleted (it is then never found), or with chunks of a document it
+forgot (never searched: only the state's documents are).
 It is read once at start and written atomically
 (a temporary file, fsync, ``os.replace``) by a background thread whenever it changed, at most
 every ``interval_s``, and once more at stop. So a clean stop (Ctrl+C, ``Emulator.stop()``)
@@ -20,11 +24,13 @@ import tempfile
 import threading
 from pathlib import Path
 
+from objlib.emulator.search import SearchIndex
 from objlib.emulator.state import State
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+INDEX_FILE = "search.db"
 SAVE_INTERVAL_S = 0.2
 
 
@@ -35,6 +41,7 @@ class StateDir:
     def __init__(self, directory: str | os.PathLike, state: State,
                  interval_s: float = SAVE_INTERVAL_S):
         self.path = Path(directory) / STATE_FILE
+        self.index_path = Path(directory) / INDEX_FILE
         self.state = state
         state.spool_dir = Path(directory) / "uploads"
         self.interval_s = interval_s
@@ -47,6 +54,7 @@ class StateDir:
         """Restore the state saved in the directory (creating the directory if needed).
         False when there is none yet; ValueError when the file is not a saved state."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open_index()
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -61,6 +69,14 @@ class StateDir:
             raise ValueError(f"{self.path}: {exc}") from None
         self._written = text
         return True
+
+    def _open_index(self) -> None:
+        """The search index (documents' text and chunks) lives in ``DIR/search.db``, written
+        as it changes (SQLite), not in the JSON snapshot."""
+        if self.state.index.path != self.index_path:
+            with self.state.lock:
+                self.state.index.close()
+                self.state.index = SearchIndex(self.index_path)
 
     def save(self) -> bool:
         """Write the state if it changed since the last write; True if it wrote."""

@@ -42,6 +42,14 @@ IMPORT_FILE = {"fileName": None, "customMetadata": CUSTOM_METADATA,
                "chunkingConfig": CHUNKING_CONFIG}
 UPLOAD_TO_STORE = {"displayName": None, "customMetadata": CUSTOM_METADATA,
                    "chunkingConfig": CHUNKING_CONFIG, "mimeType": None}
+# generateContent: the tools' insides are checked for fileSearch only (the one it serves)
+FILE_SEARCH = {"fileSearchStoreNames": None, "metadataFilter": None, "topK": None}
+TOOL = {"fileSearch": FILE_SEARCH, "functionDeclarations": None, "googleSearch": None,
+        "googleSearchRetrieval": None, "codeExecution": None, "urlContext": None,
+        "googleMaps": None, "computerUse": None, "mcpServers": None}
+GENERATE_CONTENT = {"contents": None, "tools": [TOOL], "toolConfig": None,
+                    "safetySettings": None, "systemInstruction": None,
+                    "generationConfig": None, "cachedContent": None}
 
 
 def proto_name(camel: str) -> str:

@@ -118,9 +118,15 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
 
     def _write(self, resp: Response) -> None:
-        payload = b"" if resp.body is None else json.dumps(resp.body).encode()
+        if resp.events is not None:  # server-sent events: "data: {json}" and a blank line
+            payload = b"".join(b"data: " + json.dumps(e).encode() + b"\r\n\r\n"
+                               for e in resp.events)
+            content_type = "text/event-stream"
+        else:
+            payload = b"" if resp.body is None else json.dumps(resp.body).encode()
+            content_type = "application/json; charset=UTF-8"
         phrase = http.HTTPStatus(resp.status).phrase
-        headers = {"Content-Type": "application/json; charset=UTF-8",
+        headers = {"Content-Type": content_type,
                    "Content-Length": str(len(payload)), **resp.headers}
         if self.close_connection:
             headers["Connection"] = "close"

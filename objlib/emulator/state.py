@@ -50,6 +50,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from objlib.emulator.extract import document_text
+from objlib.emulator.search import DEFAULT_TOP_K, MAX_TOP_K, Hit, SearchIndex, chunking, split
+
 FILE_TTL_S = 48 * 3600
 MAX_METADATA = 20
 MAX_FILE_BYTES = 2 * 1000 ** 3        # Files API: 2 GB per file
@@ -292,6 +295,8 @@ class Upload:
     custom_metadata: list[dict] = field(default_factory=list)
     received: int = 0
     sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    chunking_config: dict | None = None   # uploadToFileSearchStore's chunkingConfig
+    data: bytearray | None = None         # the bytes so far, while they may be indexed
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -378,6 +383,33 @@ def check_indexable(mime_type: str, size_bytes: int | None) -> None:
                       f"{MAX_DOCUMENT_BYTES} bytes (100 MB) per document.")
 
 
+def _may_index(upload: Upload) -> bool:
+    """Whether an upload's bytes are kept for indexing: a store upload's always; a raw
+    file's when File Search could index it (type and size)."""
+    if upload.kind == "store":
+        return True
+    try:
+        check_indexable(upload.mime_type, upload.size_bytes)
+    except ApiError:
+        return False
+    return True
+
+
+def _keep_bytes(upload: Upload, data: bytes) -> None:
+    if upload.data is not None:
+        if len(upload.data) + len(data) > MAX_DOCUMENT_BYTES:
+            upload.data = None  # too large to index: the import will refuse it
+        else:
+            upload.data += data
+
+
+def _checked_chunking(config) -> None:
+    try:
+        chunking(config)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
 def storage_full(limit_bytes: int) -> ApiError:
     """The real answer to an import into a project whose File Search storage is full
     (googleapis/python-genai#1774): a 429 without details."""
@@ -425,6 +457,7 @@ class State:
         self.skew_s = 0.0
         self.storage_limit_bytes = storage_limit_bytes or None  # 0 or None: no limit
         self.spool_dir: Path | None = None  # with a state dir: upload chunks kept on disk
+        self.index = SearchIndex()          # documents' text and chunks (search.py)
         self.reset()
 
     @_locked
@@ -435,6 +468,7 @@ class State:
         self.operations: dict[str, Operation] = {}  # by name
         self.uploads: dict[str, Upload] = {}
         self._seq = 0
+        self.index.reset()
         for spool in self.spool_dir.glob("UP*") if self.spool_dir else ():
             spool.unlink(missing_ok=True)
 
@@ -450,7 +484,7 @@ class State:
                 "stores": [asdict(s) for s in self.stores.values()],
                 "documents": [asdict(d) for d in self.documents.values()],
                 "operations": [asdict(o) for o in self.operations.values()],
-                "uploads": [{k: v for k, v in vars(u).items() if k != "sha256"}
+                "uploads": [{k: v for k, v in vars(u).items() if k not in ("sha256", "data")}
                             for u in self.uploads.values()
                             if u.received == 0 or self.spool_dir is not None]}
 
@@ -478,13 +512,16 @@ class State:
         """An upload session with its SHA-256 computed again from its spooled bytes; None
         when they are not all there (the session is dropped: its next chunk gets 404)."""
         if upload.received == 0:
+            upload.data = bytearray() if _may_index(upload) else None
             return upload
         spool = self._spool(upload.id)
         if spool is None or not spool.is_file() or spool.stat().st_size != upload.received:
             return None
+        upload.data = bytearray() if _may_index(upload) else None
         with spool.open("rb") as data:
             while chunk := data.read(1 << 20):
                 upload.sha256.update(chunk)
+                _keep_bytes(upload, chunk)
         return upload
 
     def _spool(self, upload_id: str) -> Path | None:
@@ -530,7 +567,8 @@ class State:
     def _live_file(self, file_id: str) -> RawFile:
         file = self.files.get(file_id)
         if file is None or self.now() >= file.expire_time:
-            self.files.pop(file_id, None)
+            if self.files.pop(file_id, None) is not None:
+                self.index.forget_raw_text(file_id)
             raise file_denied(file_id)
         return self._settle(file)
 
@@ -550,6 +588,7 @@ class State:
         file_id = file_id_of(name)
         self._live_file(file_id)
         del self.files[file_id]
+        self.index.forget_raw_text(file_id)
 
     @_locked
     def expire_file(self, name: str) -> None:
@@ -560,8 +599,10 @@ class State:
     def add_file(self, file_id: str | None = None, *, data: bytes = b"", mime_type="text/plain",
                  display_name: str | None = None, active_after_s: float = 0.0) -> RawFile:
         """Drift and tests: a raw file as if uploaded (ACTIVE unless ``active_after_s``)."""
-        return self._put_file(file_id, display_name, mime_type, len(data),
+        file = self._put_file(file_id, display_name, mime_type, len(data),
                               hashlib.sha256(data).hexdigest(), active_after_s)
+        self._keep_text(file.id, bytes(data), mime_type)
+        return file
 
     def _put_file(self, file_id, display_name, mime_type, size_bytes, sha256_hex,
                   active_after_s) -> RawFile:
@@ -589,7 +630,8 @@ class State:
     @_locked
     def start_upload(self, kind: str, *, mime_type: str, size_bytes: int | None,
                      display_name: str | None = None, file_name: str | None = None,
-                     store: str | None = None, custom_metadata=None) -> Upload:
+                     store: str | None = None, custom_metadata=None,
+                     chunking_config=None) -> Upload:
         """Open an upload session (``kind`` "file" or "store"); validates what it can up front."""
         file_id = self._check_new_file_id(file_name) if file_name else None
         if store is not None:
@@ -600,8 +642,12 @@ class State:
                           f"{MAX_FILE_BYTES} bytes (2 GB) per file.")
         if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
             raise invalid(f"displayName is longer than {MAX_DISPLAY_NAME} characters.")
+        if store is not None:
+            _checked_chunking(chunking_config)
         upload = Upload("UP" + self._random_id(20), kind, mime_type, size_bytes, display_name,
-                        file_id, store, parse_custom_metadata(custom_metadata))
+                        file_id, store, parse_custom_metadata(custom_metadata),
+                        chunking_config=chunking_config)
+        upload.data = bytearray() if _may_index(upload) else None
         self.uploads[upload.id] = upload
         return copy.copy(upload)
 
@@ -629,6 +675,7 @@ class State:
             with spool.open("ab") as out:
                 out.write(data)
         upload.sha256.update(data)
+        _keep_bytes(upload, data)
         upload.received += len(data)
         return upload.received
 
@@ -638,8 +685,20 @@ class State:
         upload = self._finish(upload_id)
         if upload.received == 0:
             raise invalid("The file is empty: an upload needs at least 1 byte.")
-        return self._put_file(upload.file_id, upload.display_name, upload.mime_type,
+        file = self._put_file(upload.file_id, upload.display_name, upload.mime_type,
                               upload.received, upload.sha256.hexdigest(), active_after_s)
+        if upload.data is not None:
+            self._keep_text(file.id, bytes(upload.data), upload.mime_type)
+        else:
+            self.index.forget_raw_text(file.id)
+        return file
+
+    def _keep_text(self, file_id: str, data: bytes, mime_type: str) -> None:
+        """Keep the text a raw file would be indexed with (or why it cannot be read)."""
+        try:
+            self.index.keep_raw_text(file_id, document_text(data, mime_type))
+        except ValueError as exc:
+            self.index.keep_raw_text(file_id, None, str(exc) or "unreadable")
 
     @_locked
     def finish_store_upload(self, upload_id: str, *, index_after_s: float,
@@ -648,9 +707,14 @@ class State:
         upload = self._finish(upload_id)
         check_indexable(upload.mime_type, upload.received)
         self._check_storage(upload.received)
+        try:
+            text = document_text(bytes(upload.data or b""), upload.mime_type)
+        except ValueError:
+            text, outcome = "", "failed"
         return self._add_indexing(upload.store, None, "upload", upload.custom_metadata,
                                   upload.mime_type, upload.received, index_after_s, outcome,
-                                  display_name=upload.display_name)
+                                  display_name=upload.display_name, text=text,
+                                  chunking_config=upload.chunking_config)
 
     def _finish(self, upload_id: str) -> Upload:
         upload = self._upload(upload_id)
@@ -708,26 +772,34 @@ class State:
                            "set force=true to delete them with it.")
         for doc in docs:
             del self.documents[doc.name]
+        self.index.drop_documents(doc.name for doc in docs)
         del self.stores[store.name]
 
     # -- documents and operations
 
     @_locked
     def import_file(self, store: str, file_name: str | None, custom_metadata=None, *,
-                    index_after_s: float = 0.0, outcome: str = "active") -> Operation:
-        """importFile: a NEW pending document every call (no idempotency, like the real API)."""
+                    index_after_s: float = 0.0, outcome: str = "active",
+                    chunking_config=None) -> Operation:
+        """importFile: a NEW pending document every call (no idempotency, like the real API).
+        The document is indexed with the raw file's text, chunked by ``chunking_config``; a
+        raw file whose bytes could not be read makes a FAILED document."""
         self._store(store)
         if not file_name:
             raise invalid("fileName is required.")
         metadata = parse_custom_metadata(custom_metadata)
+        _checked_chunking(chunking_config)
         file = self._live_file(file_id_of(file_name))
         if file.state != "ACTIVE":
             raise ApiError(400, "FAILED_PRECONDITION",
                            f"File {file.name} is not ACTIVE yet (it is {file.state}).")
         check_indexable(file.mime_type, file.size_bytes)
         self._check_storage(file.size_bytes)
+        text, error = self.index.raw_text(file.id)
         return self._add_indexing(store, file.id, "import", metadata, file.mime_type,
-                                  file.size_bytes, index_after_s, outcome)
+                                  file.size_bytes, index_after_s,
+                                  "failed" if error else outcome, text=text,
+                                  chunking_config=chunking_config)
 
     def _check_storage(self, input_bytes: int) -> None:
         """429 when indexing ``input_bytes`` more would pass the project's storage limit.
@@ -743,9 +815,11 @@ class State:
             raise storage_full(limit)
 
     def _add_indexing(self, store, raw_id, kind, metadata, mime_type, size_bytes,
-                      index_after_s, outcome, display_name=None) -> Operation:
+                      index_after_s, outcome, display_name=None, text=None,
+                      chunking_config=None) -> Operation:
         """A pending document and its operation. An upload's document (``raw_id`` None) has
-        an id derived from its display name, and its operation the same id."""
+        an id derived from its display name, and its operation the same id. Its ``text`` is
+        chunked and indexed now; only an ACTIVE document is ever searched."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
         prefix = f"{store}/upload/operations" if kind == "upload" else f"{store}/operations"
@@ -761,6 +835,8 @@ class State:
                        None if outcome == "never_done" else doc.ready_at,
                        failed=outcome == "failed", mime_type=mime_type, size_bytes=size_bytes)
         self.operations[op.name] = op
+        if text and outcome != "failed":
+            self.index.add_document(doc.name, split(text, *chunking(chunking_config)))
         self._settle(doc)
         return copy.copy(self._settle(op))
 
@@ -824,12 +900,30 @@ class State:
             raise ApiError(400, "FAILED_PRECONDITION",
                            f"Document {name} has chunks; set force=true to delete it.")
         del self.documents[name]
+        self.index.drop_documents([name])
 
     @_locked
     def get_operation(self, name: str) -> Operation:
         if name not in self.operations:
             raise not_found("Operation", name)
         return copy.copy(self._settle(self.operations[name]))
+
+    # -- search (generateContent with the fileSearch tool)
+
+    @_locked
+    def search(self, store_names: list[str], question: str, metadata_filter=None,
+               top_k: int = DEFAULT_TOP_K) -> list[tuple[Hit, Document]]:
+        """The ``top_k`` chunks that best match ``question`` among the ACTIVE documents of
+        ``store_names`` whose custom metadata ``metadata_filter`` (a ``filter.parse`` tree, or
+        None) matches; each with a copy of its document. An unknown store is a 404."""
+        for name in store_names:
+            self._store(name)
+        wanted = set(store_names)
+        docs = {d.name: d for d in self.documents.values()
+                if d.store in wanted and self._settle(d).state == ACTIVE
+                and (metadata_filter is None or metadata_filter.matches(d.metadata_dict()))}
+        hits = self.index.query(question, docs, min(top_k, MAX_TOP_K))
+        return [(hit, copy.copy(docs[hit.document])) for hit in hits]
 
     # -- reports for /_emulator/*
 

@@ -57,6 +57,7 @@ UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024  # the SDK sends resumable uploads in 8 MiB
 EMULATOR_KEY = "emulator-no-key"  # sent to a loopback base URL when no key is set
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
 PAGE_SIZE_MAX = 20  # stores and documents: the API's maximum page size
+DEFAULT_SEARCH_MODEL = "gemini-2.5-flash"  # a model File Search supports
 _ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 
 OnRequest = Callable[[str, int], None]
@@ -92,6 +93,31 @@ class Operation:
     done: bool  # True only when the API said done: true (a missing done is not done)
     error: dict | None  # {"code", "message", ...} when the operation failed
     document: str | None  # full name fileSearchStores/<s>/documents/<d>, once known
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk the answer is grounded on (a ``groundingChunks[]`` entry)."""
+
+    title: str  # the document's display name (objlib: the raw file's id)
+    text: str
+    store: str | None  # fileSearchStores/<id>
+    custom_metadata: dict  # the document's metadata, decoded as Document.custom_metadata
+
+
+@dataclass(frozen=True)
+class Support:
+    """A piece of the answer and the passages (indexes into Answer.passages) it rests on."""
+
+    text: str
+    passages: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    passages: tuple[Passage, ...]
+    supports: tuple[Support, ...]
 
 
 @dataclass(frozen=True)
@@ -269,6 +295,19 @@ class GeminiClient:
         return self._delete("delete_document", lambda c: c.file_search_stores.documents.delete(
             name=name, config={"force": True}))
 
+    # --- searching ------------------------------------------------------------------------
+
+    def search(self, stores: list[str], question: str, *, metadata_filter: str | None = None,
+               top_k: int | None = None, model: str = DEFAULT_SEARCH_MODEL) -> Answer:
+        """Ask ``model`` the ``question`` with the File Search tool over ``stores``
+        (``metadata_filter``: AIP-160, sent as it is); the answer and what grounds it."""
+        tool = types.Tool(file_search=types.FileSearch(
+            file_search_store_names=list(stores), metadata_filter=metadata_filter or None,
+            top_k=top_k))
+        config = types.GenerateContentConfig(tools=[tool])
+        return _answer(self._call("search", lambda c: c.models.generate_content(
+            model=model, contents=question, config=config)))
+
     # --- plumbing ---------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -442,6 +481,35 @@ def _decode_metadata(entries) -> dict:
         else:
             decoded[entry.key] = entry.string_value
     return decoded
+
+
+def _answer(response) -> Answer:
+    candidate = (response.candidates or [None])[0]
+    if candidate is None:
+        return Answer("", (), ())
+    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    grounding = candidate.grounding_metadata
+    if grounding is None:
+        return Answer(text, (), ())
+    passages = tuple(_passage(chunk) for chunk in grounding.grounding_chunks or [])
+    supports = tuple(
+        Support(text=s.segment.text or "" if s.segment else "",
+                passages=tuple(i for i in s.grounding_chunk_indices or []
+                               if 0 <= i < len(passages)))
+        for s in grounding.grounding_supports or [])
+    return Answer(text, passages, supports)
+
+
+def _passage(chunk) -> Passage:
+    context = chunk.retrieved_context
+    if context is None:  # another kind of source (web, maps): kept so the indexes still hold
+        web = chunk.web
+        return Passage(title=(web.title or web.uri or "") if web else "", text="", store=None,
+                       custom_metadata={})
+    return Passage(title=context.title or "", text=context.text or "",
+                   store=context.file_search_store,
+                   custom_metadata=_decode_metadata(context.custom_metadata or []))
 
 
 def _operation(name: str, op) -> Operation:

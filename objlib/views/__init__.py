@@ -10,4 +10,5 @@ A view may read domain modules (their dataclasses and constants), never the reve
     reconcile  ``objlib reconcile``: counts per kind and the first findings of each
     scan       ``objlib scan``: the hashing progress bar and the summary table
     upload     ``objlib upload``: the dry-run plan, the live progress, the summary panel
+    search     ``objlib search``: the answer and its numbered citations
 """
