@@ -33,10 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_sample_library import WORDS, _Text, _transcript_bytes  # noqa: E402
-
 from google import genai  # noqa: E402
 from google.genai import types  # noqa: E402
+from make_sample_library import WORDS, _Text, _transcript_bytes  # noqa: E402
 
 from objlib.emulator import Emulator  # noqa: E402
 from objlib.emulator.filter import parse  # noqa: E402

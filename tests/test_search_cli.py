@@ -15,12 +15,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import queued
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
 from objlib.queue import ensure_store
 from objlib.scan import scan_library
+from tests.support.catalogue import queued
 
 PHRASE = "the zymurgical quokka sings at dawn"
 FILLER = "Reason is the faculty that identifies and integrates what the senses provide. "
@@ -42,7 +42,7 @@ def sync(settings) -> None:
             row = queued(ctx, file_id, f"task-{file_id}-{time.monotonic_ns()}")
             assert pipeline.upload_and_import(ctx, row.id, row.version, row.task_id)
             clock = ctx.clock
-            ctx.clock = lambda: clock() + 60  # past the first look's expected time
+            ctx.clock = lambda clock=clock: clock() + 60  # past the first look's expected time
             try:
                 pipeline.poll_import(ctx, row.id, row.version, row.task_id)
             finally:

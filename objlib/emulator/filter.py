@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 COMPARATORS = ("<=", ">=", "!=", "=", "<", ">")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
@@ -77,7 +78,9 @@ def _tokens(text: str) -> list[Token]:
             out.append(Token("op", op, op, i))
             i += len(op)
         else:
-            word = _WORD.match(text, i).group()
+            match = _WORD.match(text, i)
+            assert match is not None  # every other character was handled above
+            word = match.group()
             out.append(Token("word", word, word, i))
             i += len(word)
     out.append(Token("end", "", None, len(text)))
@@ -123,7 +126,7 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Not:
-    inner: object
+    inner: Expression
 
     def matches(self, metadata: dict) -> bool:
         return not self.inner.matches(metadata)
@@ -143,6 +146,9 @@ class Any:
 
     def matches(self, metadata: dict) -> bool:
         return any(p.matches(metadata) for p in self.parts)
+
+
+Expression = Comparison | Not | All | Any
 
 
 class _Parser:
@@ -207,8 +213,9 @@ class _Parser:
             self._unexpected(f"a comparison after '{key.text}' (=, !=, <, <=, > or >=)")
         op = self._take().text
         arg = self.token
+        value: str | float
         if arg.kind == "string":
-            value = arg.value
+            value = str(arg.value)
         elif arg.kind == "word" and arg.text not in KEYWORDS:
             value = float(arg.text) if _NUMBER.match(arg.text) else arg.text
         else:
@@ -218,7 +225,7 @@ class _Parser:
             raise FilterError(f"'{op}' compares numbers; {value!r} is a string", arg.position)
         return Comparison(key.text, op, value)
 
-    def _unexpected(self, wanted: str):
+    def _unexpected(self, wanted: str) -> NoReturn:
         token = self.token
         found = "the end of the filter" if token.kind == "end" else repr(token.text)
         raise FilterError(f"expected {wanted}, found {found}", token.position)

@@ -54,7 +54,7 @@ class Request:
 @dataclass
 class Response:
     status: int = 200
-    body: dict | None = field(default_factory=dict)   # None: an empty body
+    body: dict | list | None = field(default_factory=dict)   # None: an empty body
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float | None = None                      # None: the "call" latency
     events: list[dict] | None = None                  # server-sent events instead of a body

@@ -211,7 +211,7 @@ class SearchIndex:
         if anyone is None or not keys or top_k <= 0:
             return []
         hits = []
-        if every != anyone:
+        if every is not None and every != anyone:
             hits = self._ranked(every, keys, top_k)
         return hits if len(hits) >= top_k else self._ranked(anyone, keys, top_k)
 

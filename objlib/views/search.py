@@ -3,7 +3,7 @@ then the numbered citations — local path, metadata, the cited passage."""
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.text import Text
 
@@ -63,7 +63,7 @@ def citation_view(c: Citation, focus: str = "") -> Group:
             where.append(f"  ({c.state} in the catalogue)", style="yellow")
     else:
         where.append(f"{c.title or 'a document'} (not in this catalogue)", style="yellow")
-    lines = [where]
+    lines: list[RenderableType] = [where]
     if c.metadata:
         lines.append(Padding(Text(metadata_line(c.metadata), style="dim"), (0, 0, 0, 4)))
     lines.append(Padding(Text(f"“{passage(c.text, focus)}”", style="italic"), (0, 0, 0, 4)))
@@ -75,7 +75,7 @@ def render(result: SearchResult) -> Group:
     if result.filter:
         head.append(f" · filter: {result.filter}", style="dim")
     head.append(f" · {result.model} · {result.elapsed_s:.2f} s", style="dim")
-    parts = [head, Text(""), Text(marked_answer(result) or "(no answer)")]
+    parts: list[RenderableType] = [head, Text(""), Text(marked_answer(result) or "(no answer)")]
     if result.citations:
         parts += [Text(""), Text("Citations", style="bold underline")]
         focus = {n: text for text, numbers in result.supports for n in numbers}
