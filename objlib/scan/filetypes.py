@@ -135,8 +135,7 @@ def unsupported_reason(path: str) -> str | None:
     File Search does not index that type. None when it does."""
     ftype = type_for(path)
     if ftype.mime_type == EPUB:
-        return ("EPUB is not a type File Search indexes (application/epub+zip is not in its "
-                "supported list)")
+        return "EPUB: not a type File Search indexes (application/epub+zip is not in its list)"
     if ftype.kind == BINARY_KIND or not is_supported(ftype.mime_type):
         return f"{ftype.mime_type} ({extension(path)}) is not a type File Search indexes"
     return None
@@ -149,6 +148,7 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _WHAT = {PDF: "a PDF document", ZIP: "a ZIP archive",
          OLE: "an OLE container (an encrypted or legacy Office file)",
          "utf16": "UTF-16 text"}
+_RENAME = {PDF: " (rename it .pdf)", TEXT: " (rename it .txt)"}
 
 
 def sniff(head: bytes) -> str:
@@ -185,7 +185,7 @@ def content_reason(ftype: FileType, head: bytes) -> str | None:
         if found == BINARY_KIND:
             name = _named(head)
             return f"content is {name}, not {ftype.name}" if name else BINARY
-        return f"content is {_WHAT[found]}, not {ftype.name}"
+        return f"content is {_WHAT[found]}, not {ftype.name}" + _RENAME.get(found, "")
     expected = {PDF: PDF, DOCX: ZIP, EPUB_KIND: ZIP, ZIP: ZIP, OLE: OLE}.get(ftype.kind)
     if found == expected:
         return None
@@ -195,7 +195,7 @@ def content_reason(ftype: FileType, head: bytes) -> str | None:
         what = _named(head) or "unrecognised binary data"
     else:
         what = _WHAT[found]
-    return f"content is {what}, not {ftype.name}"
+    return f"content is {what}, not {ftype.name}" + _RENAME.get(found, "")
 
 
 def text_codec(ftype: FileType, head: bytes) -> tuple[str, str]:
