@@ -45,8 +45,6 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import filetype
-
 from objlib import documents
 from objlib.documents import Unreadable
 from objlib.supported_types import EPUB, is_supported
@@ -169,6 +167,10 @@ def sniff(head: bytes) -> str:
 
 
 def _named(head: bytes) -> str | None:
+    """What ``filetype`` calls this content (None: it does not know). Imported here: only odd
+    files get this far, and its import (~10-30 ms) would be paid by every worker process."""
+    import filetype
+
     guess = filetype.guess(head[:8192])
     return guess.mime if guess is not None else None
 
