@@ -313,9 +313,10 @@ def _hash_checked(fd: int, ftype: filetypes.FileType
                 except Unreadable as exc:
                     return str(exc), None, len(chunk), b""
                 decoder = codecs.getincrementaldecoder(codec)("strict")
+        first = size == 0
         size += len(chunk)
         if decoder is not None:
-            if b"\x00" in chunk:
+            if not first and b"\x00" in chunk:  # the first chunk's sniff looked already
                 return BINARY, None, size, b""
             try:
                 decoder.decode(chunk)
