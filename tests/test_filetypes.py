@@ -235,3 +235,18 @@ def test_a_pdf_header_after_some_junk_is_still_a_pdf(settings, library):
     put(library, "prefixed.pdf", b"\r\n" + PDF)
     scan_library(settings, library)
     assert rows(settings)["prefixed.pdf"]["state"] == "pending"
+
+
+def test_declared_metadata_fits_the_20_entry_limit_with_every_path_key():
+    from objlib.gemini.metadata import MAX_ENTRIES, build_custom_metadata
+    from objlib.scan.metadata import KEYS
+
+    values = {key: f"v {key}" for key in KEYS}
+    values.update(objlib_catalog="c1", objlib_file_id=1, objlib_version=1, path="a.pdf",
+                  content_hash="ab" * 32, quality="complete", document_title="A Book",
+                  author="Ada Lovelace")
+
+    entries = build_custom_metadata(values)
+
+    assert len(values) == len(entries) == MAX_ENTRIES
+    assert {"document_title", "author", "objlib_catalog"} <= {e["key"] for e in entries}
