@@ -12,6 +12,11 @@ The tree follows the library's conventions:
     Podcasts/<Series>/Episode N [id] <Title>.txt
     Books/<Title>.txt                     1-3 MB, about one per 200 files (one from 50 files)
     Notes/<Folder>/<Title>.md
+    Books/Scanned Book.pdf, Books/The Logic of Induction.pdf, Notes/Meetings/minutes.docx,
+    Notes/Reading/*.html, Books/Philosophy of Values.epub     (``DOCUMENTS``, with 20+ files)
+
+``PDF_PASSAGE`` is a sentence on page ``PDF_PASSAGE_PAGE`` of ``Scanned Book.pdf`` and
+``DOCX_PASSAGE`` one in ``minutes.docx``: what a search of the demo can look for.
 
 Transcripts are 5-100 KB (log-uniform, so most are small) of readable pseudo-text. With 20
 files or more the tree also holds real documents of every other type objlib sends
