@@ -16,7 +16,6 @@ Every remote id is written to the catalogue the moment it is known (DESIGN invar
 from __future__ import annotations
 
 import copy
-import mimetypes
 import os
 import random
 import socket
@@ -34,6 +33,7 @@ from objlib.gemini import metadata as gm
 from objlib.gemini.client import GeminiClient, upload_cost
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient, Unavailable
 from objlib.log import get_logger
+from objlib.scan import filetypes
 from objlib.scan.source import Refused, Source, SourceChanged, open_source
 from objlib.settings import Settings
 from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
@@ -300,10 +300,8 @@ def _refused(ctx: Context, row: lc.FileRow, step: _Step, refusal: Refused) -> No
 
 
 def _mime_type(path: str) -> str:
-    if path.lower().endswith(".md"):
-        return "text/markdown"
-    guessed, _ = mimetypes.guess_type(path)
-    return guessed if guessed and guessed.startswith("text/") else "text/plain"
+    """The type the scan checked the content against (``objlib.scan.filetypes``)."""
+    return filetypes.mime_type(path)
 
 
 def _custom_metadata(row: lc.FileRow, catalog_id: str | None) -> list[dict]:

@@ -22,7 +22,9 @@ class Settings:
     home: Path
     # the store's display name; empty: a store of this catalogue's own (objlib-<catalog id>)
     store_name: str = ""
-    extensions: tuple[str, ...] = (".txt", ".md")
+    # eligible extensions; each file's content must be its extension's type, and the type one
+    # File Search indexes (EPUB is not: skipped with that reason) -- objlib.scan.filetypes
+    extensions: tuple[str, ...] = (".txt", ".md", ".pdf", ".docx", ".html", ".epub")
     max_file_bytes: int = 100 * 1024 * 1024
     # extra path -> metadata regexes (named groups), tried before the built-in ones
     metadata_patterns: tuple[str, ...] = ()

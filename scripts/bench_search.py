@@ -31,14 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from google import genai
+from google.genai import types
 
-from google import genai  # noqa: E402
-from google.genai import types  # noqa: E402
-from make_sample_library import WORDS, _Text, _transcript_bytes  # noqa: E402
-
-from objlib.emulator import Emulator  # noqa: E402
+from objlib.emulator import Emulator
 from objlib.emulator.filter import parse  # noqa: E402
+from scripts.make_sample_library import WORDS, _Text, _transcript_bytes
 
 COURSES = ["OPAR", "Logic", "Ethics", "Epistemology", "Art", "Economics", "Rights", "Writing"]
 PLANTED = "the zymurgical quokka sings at dawn"

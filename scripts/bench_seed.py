@@ -36,6 +36,7 @@ CONDITIONS = {"clean": {}, "faulty": FAULTS}
 # issue 14's targets, defined on the field profile (450 files, N = 7)
 TARGETS = {"ratio_clean": 1.15, "ratio_faulty": 2.0, "indexed_fraction": 1.0,
            "calls_per_file": 4.3, "tasks_per_file": 2.2}
+DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx", ".html", ".epub"})
 FIGURES = ("files_per_s", "indexed_fraction", "calls_per_file", "tasks_per_file")
 
 
@@ -43,11 +44,20 @@ def library(path: Path, files: int, seed: int) -> int:
     """A generated library with exactly ``files`` eligible files (the generator's bad inputs
     come on top); how many it has."""
     make_library(path, files, seed)
+    _text_only(path)
     eligible = len(baseline_seed.library_files(path))
     if eligible < files:
         shutil.rmtree(path)
         make_library(path, files + (files - eligible), seed)
+        _text_only(path)
     return len(baseline_seed.library_files(path))
+
+
+def _text_only(path: Path) -> None:
+    """The seed's design sends .txt and .md only: the generator's PDF, DOCX, HTML and EPUB
+    files go, so that both sides are given the same files."""
+    for document in [p for p in path.rglob("*") if p.suffix.lower() in DOCUMENT_SUFFIXES]:
+        document.unlink()
 
 
 def baseline_run(work: Path, library_path: Path, *, profile: str, faults: dict, workers: int,

@@ -12,12 +12,21 @@ The tree follows the library's conventions:
     Podcasts/<Series>/Episode N [id] <Title>.txt
     Books/<Title>.txt                     1-3 MB, about one per 200 files (one from 50 files)
     Notes/<Folder>/<Title>.md
+    Books/Scanned Book.pdf, Books/The Logic of Induction.pdf, Notes/Meetings/minutes.docx,
+    Notes/Reading/*.html, Books/Philosophy of Values.epub     (``DOCUMENTS``, with 20+ files)
+
+``PDF_PASSAGE`` is a sentence on page ``PDF_PASSAGE_PAGE`` of ``Scanned Book.pdf`` and
+``DOCX_PASSAGE`` one in ``minutes.docx``: what a search of the demo can look for.
 
 Transcripts are 5-100 KB (log-uniform, so most are small) of readable pseudo-text. With 20
-files or more the tree also holds the bad inputs a real library has (``BAD_INPUTS``): an empty
-file, a binary file, a Latin-1 file, a hidden file and a hidden folder, a ``Thumbs.db``, a PDF
-and a DOCX, and files with odd names (spaces, quotes, unicode, a leading space). ``--files``
-counts every file written, bad ones included.
+files or more the tree also holds real documents of every other type objlib sends
+(``DOCUMENTS``: PDF books with a title and author, a DOCX, HTML pages, and an EPUB, which File
+Search does not index), written by ``sample_documents.py``, and the bad inputs a real library
+has (``BAD_INPUTS``): an empty file, a binary file, a Latin-1 file, a hidden file and a hidden
+folder, a ``Thumbs.db``, a PDF renamed ``.txt``, text named ``.pdf``, a truncated and an
+encrypted PDF, a DOCX that is not a ZIP and one that is a broken ZIP, and files with odd
+names (spaces, quotes, unicode, a leading space). ``--files`` counts every file written, bad
+ones included.
 
 Importable: ``make_library(out, files, seed)`` returns the list of relative paths written.
 """
@@ -31,6 +40,8 @@ import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
+
+from scripts import sample_documents as sd
 
 WORDS = """
 reason reality existence identity consciousness concept perception knowledge truth logic
@@ -64,13 +75,30 @@ BAD_INPUTS = {
     "hidden_file": "Notes/.hidden note.txt",
     "hidden_folder": "Notes/.obsidian/workspace.md",
     "junk": "Courses/Thumbs.db",
-    "pdf": "Books/Scanned Book.pdf",
-    "docx": "Notes/Meetings/minutes.docx",
+    "pdf_as_text": "Notes/Drafts/exported slides.txt",
+    "text_as_pdf": "Books/Not Really a Book.pdf",
+    "truncated_pdf": "Books/Half Downloaded.pdf",
+    "encrypted_pdf": "Books/Locked Book.pdf",
+    "docx_not_zip": "Notes/Meetings/agenda.docx",
+    "docx_broken_zip": "Notes/Meetings/recovered.docx",
     "odd_quotes": "Notes/Quotes/He said \"why?\" & 'because'.txt",
     "odd_unicode": "Notes/Quotes/Café naïve — 日本語 résumé.md",
     "odd_leading_space": "Notes/ leading space.md",
 }
 MIN_FOR_BAD_INPUTS = 20
+# name -> relative path of the good documents of other types (with the bad inputs)
+DOCUMENTS = {
+    "pdf": "Books/Scanned Book.pdf",
+    "pdf_two": "Books/The Logic of Induction.pdf",
+    "docx": "Notes/Meetings/minutes.docx",
+    "html": "Notes/Reading/Why Reason Matters.html",
+    "html_latin1": "Notes/Reading/Old Essay.html",
+    "epub": "Books/Philosophy of Values.epub",
+}
+# a sentence the search can look for, and the page of its PDF it is on
+PDF_PASSAGE = "The lighthouse keeper measured every storm against the principle of identity."
+PDF_PASSAGE_PAGE = 2
+DOCX_PASSAGE = "The committee resolved to catalogue every lecture before the winter term."
 
 
 class _Text:
@@ -127,7 +155,7 @@ def make_library(out: str | Path, files: int, seed: int = 1) -> list[str]:
         path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
         written.append(rel)
 
-    bad = _bad_inputs(text) if files >= MIN_FOR_BAD_INPUTS else {}
+    bad = {**_documents(text), **_bad_inputs(text)} if files >= MIN_FOR_BAD_INPUTS else {}
     for rel, data in bad.items():
         write(rel, data)
     books = max(1 if files >= 50 else 0, files // 200)
@@ -169,9 +197,36 @@ def _good_path(rng: random.Random, text: _Text, counters: dict, i: int) -> str:
     return f"Notes/{rng.choice(NOTE_FOLDERS)}/{topic} {i}.md"
 
 
+def _pages(text: _Text, count: int, passage: str | None = None, on_page: int = 0) -> list[str]:
+    pages = [text.body(3_000) for _ in range(count)]
+    if passage:
+        pages[on_page - 1] = pages[on_page - 1].rstrip() + "\n" + passage + "\n"
+    return pages
+
+
+def _documents(text: _Text) -> dict[str, bytes]:
+    """Real PDF, DOCX, HTML and EPUB files (the EPUB is skipped: File Search lacks it)."""
+    return {
+        DOCUMENTS["pdf"]: sd.pdf_bytes(_pages(text, 3, PDF_PASSAGE, PDF_PASSAGE_PAGE),
+                                       title="Scanned Book", author="Ada Lovelace"),
+        DOCUMENTS["pdf_two"]: sd.pdf_bytes(_pages(text, 2), title="The Logic of Induction",
+                                           author="John Herschel"),
+        DOCUMENTS["docx"]: sd.docx_bytes(
+            ["Minutes of the library committee.", *text.body(2_000).split("\n\n"),
+             DOCX_PASSAGE], title="Committee Minutes", author="R. Secretary"),
+        DOCUMENTS["html"]: sd.html_bytes("Why Reason Matters", text.body(3_000).split("\n\n")),
+        DOCUMENTS["html_latin1"]: sd.html_bytes(
+            "Old Essay", ["Déjà vu: an essay from the café years.",
+                          *text.body(1_500).split("\n\n")], charset="iso-8859-1"),
+        DOCUMENTS["epub"]: sd.epub_bytes([text.body(3_000), text.body(3_000)],
+                                         title="Philosophy of Values", author="B. Author"),
+    }
+
+
 def _bad_inputs(text: _Text) -> dict[str, bytes | str]:
     rng = text.rng
     binary = bytes(rng.randrange(256) for _ in range(4096))
+    book = sd.pdf_bytes(_pages(text, 2), title="Half Downloaded")
     return {
         BAD_INPUTS["empty"]: b"",
         BAD_INPUTS["binary"]: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + binary,
@@ -179,8 +234,13 @@ def _bad_inputs(text: _Text) -> dict[str, bytes | str]:
         BAD_INPUTS["hidden_file"]: text.body(2_000),
         BAD_INPUTS["hidden_folder"]: '{"workspace": true}\n',
         BAD_INPUTS["junk"]: binary[:512],
-        BAD_INPUTS["pdf"]: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + binary + b"\n%%EOF\n",
-        BAD_INPUTS["docx"]: b"PK\x03\x04" + binary,
+        BAD_INPUTS["pdf_as_text"]: sd.pdf_bytes([text.body(1_500)], title="Slides"),
+        BAD_INPUTS["text_as_pdf"]: text.body(3_000),
+        BAD_INPUTS["truncated_pdf"]: book[:len(book) // 2],
+        BAD_INPUTS["encrypted_pdf"]: sd.encrypted_pdf(sd.pdf_bytes(
+            [text.body(2_500)], title="Locked Book", author="A. Keeper")),
+        BAD_INPUTS["docx_not_zip"]: text.body(1_000),
+        BAD_INPUTS["docx_broken_zip"]: b"PK\x03\x04" + binary,
         BAD_INPUTS["odd_quotes"]: text.body(6_000),
         BAD_INPUTS["odd_unicode"]: "Café naïve — 日本語 résumé\n\n" + text.body(6_000),
         BAD_INPUTS["odd_leading_space"]: text.body(6_000),

@@ -38,7 +38,9 @@ def test_demo_indexes_every_eligible_file_and_stops_what_it_started(tmp_path):
     for text in ("$ objlib scan", "$ objlib enqueue", "$ huey_consumer objlib.tasks.huey -w 7",
                  "$ objlib status --watch --until-done", "no failed files", "skipped file(s)"):
         assert text in out, text
-    assert "indexed 32/32 (100.0%)" in out  # a plain status line: stdout is not a terminal
-    assert "demo: 32 of 32 eligible files indexed" in out and "0 failed" in out
+    assert "indexed 27/27 (100.0%)" in out  # a plain status line: stdout is not a terminal
+    assert "demo: 27 of 27 eligible files indexed" in out and "0 failed" in out
+    assert "application/pdf 2" in out and "text/html 2" in out  # the sample's real documents
+    assert "demo: 0 files skipped for their type although File Search indexes it" in out
     assert "$ objlib search" in out and "Citations" in out and "[1] Courses/" in out
     assert processes_with_home(home) == []

@@ -280,7 +280,9 @@ def test_every_field_the_sdk_sends_is_known(client):
 
 @pytest.mark.parametrize("mime_type, data", [
     ("image/png", PNG), ("application/octet-stream", b"\x00\x01"), ("audio/mpeg", b"ID3\x03"),
-    ("video/mp4", b"\x00\x00\x00\x18ftypmp42")])
+    ("video/mp4", b"\x00\x00\x00\x18ftypmp42"),
+    ("application/epub+zip", b"PK\x03\x04 an EPUB is not in the published list"),
+    ("text/x-not-listed", b"text of a type the list does not name")])
 def test_an_unsupported_type_is_refused_on_import_and_on_store_upload(client, mime_type, data):
     store = client.file_search_stores.create(config={"display_name": "types"})
     raw_file = client.files.upload(file=io.BytesIO(data), config={"mime_type": mime_type})
@@ -347,7 +349,7 @@ def test_the_scan_skips_what_the_api_would_refuse(settings, home, library):
     summary = scan_library(Settings.load(home), library)
 
     assert summary.new == 1 and dict(summary.skipped) == {
-        "empty file": 1, "unsupported extension .png": 1, "binary file": 1,
+        "empty file": 1, "unsupported extension .png": 1, "content is image/png, not text": 1,
         f"too large: {MAX_DOCUMENT_BYTES + 1} bytes > 100 MB, the API's limit per document": 1}
 
 

@@ -40,7 +40,7 @@ def test_scan_prints_a_summary_and_a_rescan_finds_nothing_new(tmp_path, settings
     second = run("scan", str(lib))
 
     assert first.exit_code == 0, first.output
-    assert "new" in first.output and "binary file" in first.output
+    assert "new" in first.output and "content is image/png, not text" in first.output
     assert second.exit_code == 0, second.output
     assert "│ new" in second.output and "│     0 │" in second.output
     assert settings.library_db.exists()
@@ -125,12 +125,20 @@ def test_the_generated_library_has_the_conventions_and_the_bad_inputs(tmp_path, 
     lib = tmp_path / "library"
     paths = generator.make_library(lib, 300, seed=1)
 
-    assert set(generator.BAD_INPUTS.values()) <= set(paths)
+    assert set(generator.BAD_INPUTS.values()) | set(generator.DOCUMENTS.values()) <= set(paths)
     books = [p for p in paths if p.startswith("Books/") and p.endswith(".txt")]
     assert len(books) == 1 and 1_000_000 <= (lib / books[0]).stat().st_size <= 3_100_000
     summary = scan_library(settings, lib)
-    assert summary.skipped == {"empty file": 1, "binary file": 1, "not valid UTF-8": 1,
-                               "unsupported extension .pdf": 1, "unsupported extension .docx": 1}
+    assert summary.skipped == {
+        "empty file": 1, "content is image/png, not text": 1, "not valid UTF-8": 1,
+        "content is a PDF document, not text (rename it .pdf)": 1,
+        "content is text, not a PDF (rename it .txt)": 1,
+        "truncated PDF: no %%EOF marker at its end": 1,
+        "encrypted PDF: File Search cannot read a password-protected PDF; save a copy "
+        "without encryption": 1,
+        "content is text, not a DOCX (rename it .txt)": 1,
+        "damaged DOCX: not a readable ZIP archive (File is not a zip file)": 1,
+        "EPUB: not a type File Search indexes (application/epub+zip is not in its list)": 1}
     hidden_and_junk = 3  # .hidden note.txt, .obsidian/workspace.md, Thumbs.db
     assert summary.new == len(paths) - summary.skipped_total - hidden_and_junk
     assert summary.files == len(paths) - hidden_and_junk

@@ -60,13 +60,13 @@ def test_txt_and_md_files_are_recorded_pending_with_their_hash(settings, lib):
 
 
 def test_an_unsupported_extension_is_skipped_with_its_extension(settings, lib):
-    put(lib, "Books/scan.PDF", b"%PDF-1.4")
+    put(lib, "Books/cover.PNG", b"\x89PNG\r\n\x1a\n")
     put(lib, "README", "no extension")
 
     scan_library(settings, lib)
 
     rows = catalogue(settings)
-    assert rows["Books/scan.PDF"]["skip_reason"] == "unsupported extension .pdf"
+    assert rows["Books/cover.PNG"]["skip_reason"] == "unsupported extension .png"
     assert rows["README"]["skip_reason"] == "no file extension"
 
 
@@ -105,8 +105,13 @@ def test_a_tiny_max_file_bytes_override_is_reported_in_bytes(home, lib):
 
 
 def test_a_file_with_a_nul_byte_is_binary(settings, lib):
+    put(lib, "data.txt", b"\x01\x02\x00\x00 no known signature")
+    assert reason(settings, lib, "data.txt") == "binary file"
+
+
+def test_binary_content_of_a_known_type_is_named_in_the_reason(settings, lib):
     put(lib, "image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    assert reason(settings, lib, "image.txt") == "binary file"
+    assert reason(settings, lib, "image.txt") == "content is image/png, not text"
 
 
 def test_a_latin1_file_is_not_valid_utf8(settings, lib):

@@ -33,10 +33,12 @@ report of the real API's answer; [unknown] = not documented nor seen: the strict
 - The API key: with ``api_keys``, any other key is ``400 INVALID_ARGUMENT "API key not valid"``
   with ErrorInfo ``API_KEY_INVALID`` [issue: public reports]; no key at all is 403 [unknown].
 - What File Search cannot index is refused on importFile and uploadToFileSearchStore with
-  400 INVALID_ARGUMENT [message: unknown]: a type that is neither ``text/*`` nor a listed
-  document/code type (PNG and other images, ``application/octet-stream``, audio, video)
-  [doc: file-search "Supported file types"; "Audio and video formats are not currently
-  supported"; images need a multimodal embedding model the emulator does not offer], an empty
+  400 INVALID_ARGUMENT [message: unknown]: a type not in the published list of application
+  and text types (``objlib.supported_types``: PNG and other images,
+  ``application/octet-stream``, audio, video, ``application/epub+zip``, an unlisted
+  ``text/x-...``) [doc: file-search "Supported file types"; "Audio and video formats are not
+  currently supported"; images need a multimodal embedding model the emulator does not
+  offer], an empty
   document [unknown: stricter], one over 100,000,000 bytes [doc: 100 MB per document; decimal
   is the stricter reading]. files.upload refuses an empty file and an announced size over
   2 GB [doc: 2 GB per file; empty: unknown, stricter]; it takes any type [doc: the Files API

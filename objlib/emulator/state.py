@@ -52,6 +52,7 @@ from pathlib import Path
 
 from objlib.emulator.extract import document_text
 from objlib.emulator.search import DEFAULT_TOP_K, MAX_TOP_K, Hit, SearchIndex, chunking, split
+from objlib.supported_types import bare, is_supported
 
 FILE_TTL_S = 48 * 3600
 MAX_METADATA = 20
@@ -349,33 +350,13 @@ def store_slug(text: str | None, max_len: int = 27) -> str:
     return re.sub(r"[^a-z0-9]", "", (text or "").lower())[:max_len]
 
 
-# What File Search indexes (ai.google.dev/gemini-api/docs/file-search, "Supported file
-# types"): text types and a list of application (document, code) types. Audio and video are
-# documented as not supported; images only with a multimodal embedding model, which the
-# emulator does not offer; application/octet-stream is no type at all. Refused: the rest.
-_INDEXABLE_APPLICATION_TYPES = frozenset({
-    "application/pdf", "application/json", "application/xml", "application/rtf",
-    "application/msword", "application/sql", "application/typescript", "application/dart",
-    "application/ecmascript", "application/javascript", "application/x-javascript",
-    "application/x-python", "application/x-sh", "application/x-shellscript",
-    "application/x-csh", "application/x-zsh", "application/x-php", "application/x-powershell",
-    "application/x-latex", "application/x-tex", "application/x-hwp", "application/x-hwp-v5",
-    "application/vnd.ms-excel", "application/vnd.oasis.opendocument.text",
-    "application/vnd.jupyter", "application/zip",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-})
-
-
 def check_indexable(mime_type: str, size_bytes: int | None) -> None:
     """Refuse what File Search cannot index: an unsupported type, an empty document, or one
     over the 100 MB per-document limit (400 INVALID_ARGUMENT; the real wording is unknown)."""
-    bare = (mime_type or "").split(";")[0].strip().lower()
-    if not (bare.startswith("text/") or bare in _INDEXABLE_APPLICATION_TYPES):
-        raise invalid(f"Unsupported MIME type: {bare or 'none'}. File Search indexes text and "
-                      "document types only (no images, audio, video or "
-                      "application/octet-stream).")
+    if not is_supported(mime_type):  # the published list (objlib.supported_types)
+        raise invalid(f"Unsupported MIME type: {bare(mime_type) or 'none'}. File Search "
+                      "indexes the text and document types of its published list only (no "
+                      "images, audio, video, EPUB or application/octet-stream).")
     if size_bytes == 0:
         raise invalid("The document is empty: File Search cannot index a file of 0 bytes.")
     if size_bytes is not None and size_bytes > MAX_DOCUMENT_BYTES:

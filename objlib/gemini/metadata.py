@@ -34,6 +34,7 @@ MAX_ID_CHARS = 40
 PRIORITY = (
     "objlib_catalog", "objlib_file_id", "objlib_version", "path", "content_hash", "category",
     "course", "lesson", "year", "quarter", "week", "topic", "series", "date", "episode", "quality",
+    "document_title", "author",  # what a PDF or DOCX declares (objlib.scan.filetypes)
 )
 _RANK = {key: i for i, key in enumerate(PRIORITY)}
 

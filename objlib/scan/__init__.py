@@ -4,7 +4,8 @@ incremental update of the catalogue.
     from objlib.scan import scan_library
     summary = scan_library(settings, "~/library")          # -> ScanSummary
 
-``walk`` knows the file system, ``metadata`` the path conventions, ``scanner`` the catalogue.
+``walk`` knows the file system, ``filetypes`` what each file's content is and the MIME type
+it is sent as, ``metadata`` the path conventions, ``scanner`` the catalogue.
 """
 
 from objlib.scan.metadata import KEYS, QUALITIES, PathMetadata, compile_patterns, parse_path

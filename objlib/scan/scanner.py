@@ -49,17 +49,19 @@ from objlib.scan import guard
 from objlib.scan.guard import DeleteLimit
 from objlib.scan.metadata import PathMetadata, compile_patterns, parse_path
 from objlib.scan.walk import (
-    CONTENT_REASONS,
     Content,
     Entry,
     Listing,
     check_root,
+    is_content_reason,
     list_library,
     read_content,
 )
 from objlib.settings import Settings
 
 ROOT_KEY = "library_root"
+# metadata a file declares about itself (read by ``filetypes``), kept beside the path's
+DECLARED_KEYS = ("document_title", "author")
 INSERT_BATCH = 500
 SEEN_BATCH = 5000
 READ_BATCH_FILES = 64
@@ -265,13 +267,13 @@ class _Scan:
             return True
         if row is None or (row.size, row.mtime_ns) != (entry.size, entry.mtime_ns):
             return False
-        if row.state == SKIPPED and row.skip_reason in CONTENT_REASONS:
+        if row.state == SKIPPED and is_content_reason(row.skip_reason):
             self.summary.skipped[row.skip_reason] += 1
             self._seen.append(row.id)
             return True
         if row.state in (SKIPPED, DELETED):
             return False
-        meta = self._metadata(entry.path)
+        meta = self._metadata(entry.path, _declared_of(row))
         if _same_metadata(row, meta):
             self.summary.unchanged += 1
             self._seen.append(row.id)
@@ -295,7 +297,7 @@ class _Scan:
             return
         digest = content.content_hash
         assert digest is not None, "a file read and not skipped has a hash"
-        meta = self._metadata(entry.path)
+        meta = self._metadata(entry.path, content.declared)
         stat = dict(size=size, mtime_ns=mtime_ns, metadata=meta.values, quality=meta.quality,
                     now=self.now)
         if row is None:
@@ -348,12 +350,26 @@ class _Scan:
         if len(self._new) >= INSERT_BATCH:
             self.flush()
 
-    def _metadata(self, path: str) -> PathMetadata:
-        return parse_path(path, self.patterns)
+    def _metadata(self, path: str, declared: dict | None = None) -> PathMetadata:
+        """The path's metadata, and the title and author the file declares (PDF, DOCX)."""
+        meta = parse_path(path, self.patterns)
+        if declared:
+            meta = PathMetadata({**meta.values, **{k: declared[k] for k in DECLARED_KEYS
+                                                   if k in declared}}, meta.quality)
+        return meta
 
     def _write(self, fn, *args, **kwargs) -> None:
         if not self.dry_run:
             fn(self.catalog, *args, **kwargs)
+
+
+def _declared_of(row: _Known) -> dict | None:
+    """The declared title and author a row keeps (its file unchanged, they still hold)."""
+    text = row.metadata_json
+    if not text or not any(f'"{key}"' in text for key in DECLARED_KEYS):
+        return None
+    values = json.loads(text)
+    return {k: values[k] for k in DECLARED_KEYS if k in values}
 
 
 def _same_metadata(row: _Known, meta: PathMetadata) -> bool:

@@ -12,14 +12,18 @@ What the walk does with each name below the library root:
   symlink that escapes the library ("symlink outside library"), a broken symlink, a symlink
   loop, anything that is not a regular file, an extension not in ``settings.extensions``,
   an empty file, a file over ``settings.max_file_bytes`` or over the API's 100 MB per
-  document (File Search refuses both empty and larger documents); and, found while reading, a file
-  with a NUL byte ("binary file"), one that is not UTF-8 ("not valid UTF-8"), one that
-  cannot be read ("unreadable: permission denied").
+  document (File Search refuses both empty and larger documents), a type File Search does not
+  index (EPUB: ``filetypes.unsupported_reason``); and, found while reading, content that is
+  not its extension's type ("content is a PDF document, not text", "binary file"), text that
+  does not decode ("not valid UTF-8"), a truncated, damaged or encrypted PDF or DOCX, a file
+  that cannot be read ("unreadable: permission denied"). See ``filetypes``.
 - a folder that cannot be listed is reported as a warning; the scan leaves the catalogue
   rows below it alone instead of taking its files for deleted.
 
-Reading a file is one pass in 1 MiB chunks that feeds SHA-256 and an incremental UTF-8
-decoder together (a character split across two chunks is fine; so is a BOM).
+Reading a file is one pass in 1 MiB chunks that feeds SHA-256 and, for text, an incremental
+decoder together (a character split across two chunks is fine; so is a BOM). The first chunk
+is checked against the extension's type; a PDF, DOCX or EPUB is then opened as its type
+(the page cache still holds it) and gives the title and author it declares.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from objlib.documents import Unreadable
 from objlib.errors import LibraryError
+from objlib.scan import filetypes
+from objlib.scan.filetypes import BINARY, NOT_UTF8
 
 CHUNK_BYTES = 1 << 20
 
@@ -47,12 +54,14 @@ SYMLINK_BROKEN = "broken symlink"
 SYMLINK_LOOP = "symlink loop"
 NOT_REGULAR = "not a regular file"
 EMPTY = "empty file"
-BINARY = "binary file"
-NOT_UTF8 = "not valid UTF-8"
 UNREADABLE_PREFIX = "unreadable: "
-# reasons that only reading the content can change: with the same size and mtime, the file
-# is not read again
-CONTENT_REASONS = frozenset({BINARY, NOT_UTF8})
+TAIL_BYTES = 1024  # a PDF's %%EOF must be within its last 1024 bytes (as readers look)
+
+
+def is_content_reason(reason: str | None) -> bool:
+    """Reasons that only reading the content can change: with the same size and mtime, the
+    file is not read again."""
+    return filetypes.is_content_reason(reason)
 
 
 def is_ignored(name: str) -> bool:
@@ -127,6 +136,9 @@ def stat_reason(name: str, size: int, extensions, max_file_bytes: int) -> str | 
     ext = os.path.splitext(name)[1].lower()
     if ext not in extensions:
         return f"unsupported extension {ext}" if ext else "no file extension"
+    unsupported = filetypes.unsupported_reason(name)
+    if unsupported is not None:
+        return unsupported
     if size == 0:
         return EMPTY
     if _too_large(size, max_file_bytes):
@@ -224,6 +236,8 @@ class Content:
     content_hash: str | None = None
     skip_reason: str | None = None
     vanished: bool = False
+    # the title and author a PDF, DOCX or EPUB declares (document_title, author)
+    declared: dict | None = None
     # the stat of the file that was read (it may differ from the listing's)
     size: int | None = None
     mtime_ns: int | None = None
@@ -241,7 +255,8 @@ def read_content(path: str, max_file_bytes: int) -> Content:
     """SHA-256 and eligibility of a file's content, in one read pass of 1 MiB chunks.
 
     Never raises for the file's sake: a file that is gone is ``VANISHED``; one that cannot
-    be read, is binary (a NUL byte) or is not UTF-8 comes back with a ``skip_reason``.
+    be read, is not its extension's type, or does not decode (text) or open (PDF, DOCX)
+    comes back with a ``skip_reason``.
     """
     try:
         fd = _open_fd(path)
@@ -256,39 +271,70 @@ def read_content(path: str, max_file_bytes: int) -> Content:
         if _too_large(st.st_size, max_file_bytes):
             return Content(skip_reason=too_large_reason(st.st_size, max_file_bytes),
                            size=st.st_size, mtime_ns=st.st_mtime_ns)
-        reason, digest, size = _hash_text(fd)
+        ftype = filetypes.type_for(path)
+        reason, digest, size, tail = _hash_checked(fd, ftype)
         if size == 0 and reason is None:
             reason = EMPTY
-        return Content(digest, reason, size=size if reason is None else st.st_size,
-                       mtime_ns=st.st_mtime_ns)
+        declared = None
+        if reason is None and not ftype.is_text:
+            try:
+                with open(fd, "rb", closefd=False) as stream:
+                    declared = filetypes.check_document(ftype, stream, tail) or None
+            except Unreadable as exc:
+                reason = str(exc)
+        return Content(digest if reason is None else None, reason,
+                       size=size if reason is None else st.st_size, mtime_ns=st.st_mtime_ns,
+                       declared=declared)
     except OSError as exc:
         return Content(skip_reason=unreadable_reason(exc))
     finally:
         os.close(fd)
 
 
-def _hash_text(fd: int) -> tuple[str | None, str | None, int]:
-    """(skip reason, sha256 hex, bytes read); stops at the first sign of a non-text file."""
+def _hash_checked(fd: int, ftype: filetypes.FileType
+                  ) -> tuple[str | None, str | None, int, bytes]:
+    """(skip reason, sha256 hex, bytes read, the last bytes); stops at the first sign that
+    the content is not ``ftype`` (its first chunk, a NUL byte or a decoding error in text)."""
     digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    decoder = None
     size = 0
+    tail = b""
     while True:
         chunk = os.read(fd, CHUNK_BYTES)
         if not chunk:
             break
+        if size == 0:
+            reason = filetypes.content_reason(ftype, chunk)
+            if reason is not None:
+                return reason, None, len(chunk), b""
+            if ftype.is_text:
+                try:
+                    codec, codec_name = filetypes.text_codec(ftype, chunk)
+                except Unreadable as exc:
+                    return str(exc), None, len(chunk), b""
+                decoder = codecs.getincrementaldecoder(codec)("strict")
+        first = size == 0
         size += len(chunk)
-        if b"\x00" in chunk:
-            return BINARY, None, size
-        try:
-            decoder.decode(chunk)
-        except UnicodeDecodeError:
-            return NOT_UTF8, None, size
+        if decoder is not None:
+            if not first and b"\x00" in chunk:  # the first chunk's sniff looked already
+                return BINARY, None, size, b""
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return _not_valid(codec_name), None, size, b""
+        else:
+            tail = (tail + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
         digest.update(chunk)
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:  # the file ends inside a multi-byte character
-        return NOT_UTF8, None, size
-    return None, digest.hexdigest(), size
+    if decoder is not None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:  # the file ends inside a multi-byte character
+            return _not_valid(codec_name), None, size, b""
+    return None, digest.hexdigest(), size, tail
+
+
+def _not_valid(codec_name: str) -> str:
+    return NOT_UTF8 if codec_name == "UTF-8" else f"not valid {codec_name}"
 
 
 def unreadable_reason(exc: OSError) -> str:
