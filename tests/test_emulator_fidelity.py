@@ -30,6 +30,7 @@ from objlib.queue import ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Throttle
+from scripts import sample_documents as sd
 from tests.support.catalogue import file_states
 from tests.support.disk import write_library
 from tests.support.sdk import META, make_client, raw, upload
@@ -306,11 +307,23 @@ def test_an_unsupported_type_is_refused_on_import_and_on_store_upload(client, mi
 
 def test_text_and_document_types_are_indexed(client):
     store = client.file_search_stores.create(config={"display_name": "types"})
-    for mime_type in ("text/plain", "text/markdown", "application/pdf", "text/csv"):
+    pdf = sd.pdf_bytes(["A page of a real PDF."])
+    for mime_type, data in (("text/plain", b"text"), ("text/markdown", b"# text"),
+                            ("application/pdf", pdf), ("text/csv", b"a,b\n1,2\n")):
         op = client.file_search_stores.upload_to_file_search_store(
-            file_search_store_name=store.name, file=io.BytesIO(b"%PDF or text"),
+            file_search_store_name=store.name, file=io.BytesIO(data),
             config={"mime_type": mime_type})
         assert finished(client, op).error is None
+
+
+def test_a_pdf_that_cannot_be_read_fails_its_import_as_an_internal_error(client):
+    """[unknown] what File Search answers for bytes that are not the PDF they claim: the
+    emulator fails the operation (code 13), the stricter answer, and keeps no document text."""
+    store = client.file_search_stores.create(config={"display_name": "bad pdf"})
+    op = client.file_search_stores.upload_to_file_search_store(
+        file_search_store_name=store.name, file=io.BytesIO(b"%PDF or text"),
+        config={"mime_type": "application/pdf"})
+    assert finished(client, op).error["code"] == 13
 
 
 def test_an_empty_document_is_refused(client):
