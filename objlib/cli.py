@@ -49,7 +49,7 @@ def cli(ctx: click.Context, home: str | None, log_json: bool | None) -> None:
     settings = Settings.load(home, log_json=log_json)
     # worker processes and the queue module read the same home from the environment
     os.environ["OBJLIB_HOME"] = str(settings.home)
-    log.configure(json=settings.log_json)
+    log.configure_lazily(json=settings.log_json)  # applied by the first event: none, no cost
     ctx.obj = settings
 
 
