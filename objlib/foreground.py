@@ -204,6 +204,12 @@ class RunResult:
             return EXIT_INTERRUPTED
         return EXIT_FAILED if self.run["failed"] else EXIT_OK
 
+    def to_json(self) -> dict:
+        """The stable ``objlib upload --json`` shape (a test pins the keys): the run (as
+        ``objlib status`` shows it), the whole library after it, the log, the exit code."""
+        return {"exit_code": self.exit_code, "run": self.run,
+                "library": status.to_json(self.library), "log_path": str(self.log_path)}
+
 
 def upload(settings: Settings, *, concurrency: int = 7, batch_size: int = 150,
            console: Console | None = None, shutdown_timeout_s: float = 30.0,

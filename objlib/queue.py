@@ -215,6 +215,14 @@ class EnqueueSummary:
     remaining: int  # pending rows left out by --limit
     dry_run: bool
 
+    def to_json(self) -> dict:
+        """The stable ``objlib enqueue --json`` shape (a test pins the keys)."""
+        r = self.recovered
+        return {"store": self.store, "dry_run": self.dry_run, "enqueued": len(self.enqueued),
+                "remaining": self.remaining, "retried_failed": self.retried_failed,
+                "recovered": {"requeued": len(r.requeued), "polls": len(r.polls),
+                              "removals": r.removals, "superseded": r.superseded}}
+
 
 def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = False,
             retry_failed: bool = False, gemini=None, now: float | None = None) -> EnqueueSummary:
