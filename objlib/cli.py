@@ -378,6 +378,45 @@ def reconcile(ctx, fix, include_foreign, as_json):
 
 
 @cli.command()
+@click.option("--serve", "port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve /metrics on PORT until Ctrl+C or SIGTERM (0: any free port), a fresh "
+                   "snapshot per scrape, instead of printing once.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="With --serve: the address to listen on.")
+@click.pass_context
+@_fail_cleanly
+def metrics(ctx, port, host):
+    """The status snapshot as OpenMetrics text, for Prometheus or any scraper: files per
+    state, queue depth, throughput, ETA, errors by class, breaker state, requests and 429s
+    in the last minute (the names: docs/operations.md).
+
+    \b
+    Example:
+        objlib metrics | grep objlib_files
+        objlib metrics --serve 9464    # scrape http://127.0.0.1:9464/metrics
+
+    \b
+    Exit codes:
+      0    printed; with --serve: stopped by Ctrl+C or SIGTERM
+      1    no catalogue, a database that cannot be read, or a port that cannot be taken
+      2    bad usage: an unknown option, or options that do not go together
+    """
+    from objlib import metrics as m
+    from objlib.status import snapshot
+
+    if port is None:
+        if ctx.get_parameter_source("host") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--host goes with --serve")
+        click.echo(m.exposition(snapshot(settings_of(ctx))), nl=False)
+        return
+    try:
+        m.serve_until_stopped(settings_of(ctx), port, host, lambda url: click.echo(
+            f"serving metrics on {url}; Ctrl+C to stop"))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+
+
+@cli.command()
 @click.option("-s", "--store", metavar="NAME", help="Store display name for this run "
               "(default: store_name from the settings).")
 @click.option("-b", "--batch-size", default=150, show_default=True, type=click.IntRange(min=1),
