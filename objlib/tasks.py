@@ -276,6 +276,16 @@ def _worker_started():
 _started = False
 
 
+@huey.periodic_task(crontab(minute="*"), name="sync_library")
+@_reporting
+def sync_library():
+    """Off by default: with ``sync_every_minutes = N`` in config.toml, the consumer that runs
+    periodic tasks re-scans the library and enqueues what changed every N minutes."""
+    from objlib import sync
+
+    sync.run_if_due(Settings.load(), catalog(), running=running_here())
+
+
 @huey.periodic_task(crontab(minute="*"), name="reconcile_store")
 @_reporting
 def reconcile_store():

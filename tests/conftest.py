@@ -59,9 +59,10 @@ def wait_for(predicate, timeout_s: float = 60.0, interval_s: float = 0.1, what: 
 class Consumer:
     """A real `huey_consumer objlib.tasks.huey` process (its own process group)."""
 
-    def __init__(self, home: Path, log_path: Path, workers: int = 7, extra_args=(), env=None):
+    def __init__(self, home: Path, log_path: Path, workers: int = 7, extra_args=(), env=None,
+                 launcher=("-m", "huey.bin.huey_consumer")):
         self.log_path = log_path
-        argv = [sys.executable, "-m", "huey.bin.huey_consumer", "objlib.tasks.huey",
+        argv = [sys.executable, *launcher, "objlib.tasks.huey",
                 "-w", str(workers), "-m", "0.5", *extra_args]
         full_env = {**os.environ, "OBJLIB_HOME": str(home), **(env or {})}
         self._log = open(log_path, "ab")
@@ -96,9 +97,10 @@ def consumers(tmp_path, home, emulator):
     (whole process group) at the end."""
     started: list[Consumer] = []
 
-    def start(workers: int = 7, extra_args=(), env=None) -> Consumer:
+    def start(workers: int = 7, extra_args=(), env=None, launcher=None) -> Consumer:
         c = Consumer(home, tmp_path / f"consumer-{len(started)}.log", workers, extra_args,
-                     {"GOOGLE_GEMINI_BASE_URL": emulator.base_url, **(env or {})})
+                     {"GOOGLE_GEMINI_BASE_URL": emulator.base_url, **(env or {})},
+                     **({"launcher": launcher} if launcher else {}))
         started.append(c)
         return c
 
