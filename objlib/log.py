@@ -140,6 +140,37 @@ def configure_worker() -> None:
     configure(json=True, level=level, handlers=handlers or None, quiet_huey=False)
 
 
+_RECORD_FIELDS = (frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+                  | {"message", "asctime"}) - {"exc_info", "stack_info"}  # logging's own kwargs
+
+
+def _as_record_extra(_logger, _name, event_dict):
+    """Fields named like a LogRecord attribute (``name``, ``thread``, ...) get a trailing
+    ``_``: ``logging`` refuses to overwrite its own."""
+    return {f"{k}_" if k in _RECORD_FIELDS else k: v for k, v in event_dict.items()}
+
+
+def configure_for_library() -> None:
+    """objlib imported by another program (``objlib.api``): its events go to the standard
+    ``logging`` loggers ``objlib.*`` as plain records (the event as the message, its fields
+    as ``extra``), and the program's own logging set-up decides where they go. No handler
+    is added and no level is set. Does nothing if logging was configured already."""
+    global _applied
+    with _lock:
+        if _applied or _wanted is not None:
+            return
+        import structlog
+
+        structlog.configure(
+            processors=[structlog.stdlib.filter_by_level, structlog.contextvars.merge_contextvars,
+                        _drop_secrets, _as_record_extra, structlog.stdlib.render_to_log_kwargs],
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            wrapper_class=structlog.stdlib.BoundLogger,
+            cache_logger_on_first_use=False,
+        )
+        _applied = True
+
+
 def _ensure_configured() -> None:
     if _applied:
         return
