@@ -110,8 +110,8 @@ def run_if_due(settings: Settings, catalog: Catalog, *, now: float | None = None
     A catalogue or queue that cannot be used propagates (the task reports it); any other
     problem is the sync's outcome."""
     now = time.time() if now is None else now
-    if not claim(settings, catalog, now):
-        return None
+    if not due(settings, catalog, now) or not claim(settings, catalog, now):
+        return None  # the read first: with sync off, the minute's check writes nothing
     try:
         result = sync(settings, catalog, now=now, running=running)
     except (CatalogError, QueueError):
