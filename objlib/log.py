@@ -69,14 +69,14 @@ def _formatter(json: bool, colors: bool):
     shared = [structlog.contextvars.merge_contextvars, structlog.stdlib.add_log_level,
               structlog.stdlib.add_logger_name,
               structlog.processors.TimeStamper(fmt="iso", utc=True)]
-    if json:
-        render = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    if json:  # a worker's stream: which process and thread wrote each line
+        render = [_origin, structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                  _drop_secrets, structlog.processors.format_exc_info,
+                  structlog.processors.JSONRenderer()]
     else:
-        render = [structlog.dev.ConsoleRenderer(colors=colors)]
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[_origin, structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    _drop_secrets, *render])
+        render = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, _drop_secrets,
+                  structlog.dev.ConsoleRenderer(colors=colors)]
+    return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=render)
 
 
 def configure(json: bool = False, level: int = logging.INFO, stream=None,
