@@ -138,6 +138,7 @@ def configure_worker() -> None:
     level = huey_logger.level or logging.INFO
     huey_logger.setLevel(level)
     configure(json=True, level=level, handlers=handlers or None, quiet_huey=False)
+    logging.captureWarnings(True)  # a library's warnings.warn: a JSON line too, not raw text
 
 
 _RECORD_FIELDS = (frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))

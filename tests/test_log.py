@@ -32,6 +32,7 @@ def restore_logging():
     root.setLevel(saved[1])
     huey.setLevel(saved[3])
     huey.propagate = saved[4]
+    logging.captureWarnings(False)
     log.configure_lazily()
 
 
@@ -68,6 +69,19 @@ def test_a_worker_writes_huey_records_and_objlib_events_as_one_json_stream(resto
     assert lines[1]["file_id"] == 3 and lines[1]["api_key"] == "***"
     assert "secret-value" not in stream.getvalue()
     assert all(line["level"] == "info" and line["timestamp"] for line in lines)
+
+
+def test_a_library_warning_in_a_worker_is_a_json_line_too(restore_logging):
+    import warnings
+
+    stream = io.StringIO()
+    as_huey_consumer_would(stream)
+    log.configure_worker()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("this SDK call is deprecated", DeprecationWarning, stacklevel=1)
+    (line,) = json_lines(stream.getvalue())
+    assert line["logger"] == "py.warnings" and "deprecated" in line["event"]
 
 
 def test_a_quiet_worker_writes_warnings_only(restore_logging):
