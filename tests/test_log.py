@@ -206,16 +206,22 @@ def test_a_real_consumer_with_a_log_file_writes_one_json_stream_there(
     executing = [line for line in lines if line["event"].startswith("Executing")]
     assert executing and all(line["task_id"] in line["event"] for line in executing)
     uploads = {line["task_id"] for line in steps if line["step"] == "upload"}
-    assert uploads == enqueued and len(uploads) == 3
+    assert enqueued <= uploads and len(enqueued) == 3  # (+ any a start-up recovery made)
 
 
 @pytest.mark.slow
 def test_a_real_consumer_without_a_log_file_writes_json_lines_only_to_stderr(
-        settings, library, consumers):
+        settings, library, consumers, monkeypatch):
+    from objlib import queue
+
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     write_library(library, 1)
     CliRunner().invoke(cli, ["scan", str(library)], catch_exceptions=False)
+    queue.enqueue(settings)
+    # (stopped once it has worked: a SIGINT before huey sets its handlers is a raw traceback)
     consumer = consumers(workers=1)
-    wait_for(lambda: "Huey consumer started" in consumer.log(), 30, what="the start-up lines")
+    wait_for(lambda: file_states(settings) == {"indexed": 1}, 30, what="the file indexed")
     consumer.stop()
     lines = worker_lines(consumer.log())
-    assert {"huey.consumer", "objlib.worker"} <= {line["logger"] for line in lines}
+    assert {"huey", "huey.consumer", "objlib.worker"} <= {line["logger"] for line in lines}
+    assert all(line.get("task_id") for line in lines if "step" in line)
