@@ -58,11 +58,6 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
-class _ObjlibHandler(logging.StreamHandler):
-    """The handler objlib put on the root logger (replaced, not stacked, when logging is
-    configured again; other handlers — pytest's, an embedding application's — are left)."""
-
-
 def _formatter(json: bool, colors: bool):
     import structlog
 
@@ -95,6 +90,8 @@ def configure(json: bool = False, level: int = logging.INFO, stream=None,
         colors = not json and bool(getattr(stream, "isatty", lambda: False)())
         formatter = _formatter(json, colors)
         root = logging.getLogger()
+        # objlib's handler is marked, and replaced (not stacked) when logging is configured
+        # again; other handlers (pytest's, a host program's) are left alone
         for old in [h for h in root.handlers if getattr(h, "objlib", False)]:
             root.removeHandler(old)
         for handler in handlers:
@@ -102,8 +99,9 @@ def configure(json: bool = False, level: int = logging.INFO, stream=None,
             handler.objlib = True
             root.addHandler(handler)
         root.setLevel(level)
-        for name in _NOISY + (("huey",) if quiet_huey else ()):
+        for name in _NOISY:
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
+        logging.getLogger("huey").setLevel(max(level, logging.WARNING) if quiet_huey else level)
         structlog.configure(
             processors=[structlog.stdlib.filter_by_level, structlog.contextvars.merge_contextvars,
                         structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
