@@ -174,6 +174,10 @@ def test_upload_json_reports_the_run_and_the_library(library, emulator, monkeypa
     assert report["run"]["outcome"] == "done" and report["run"]["indexed"] == 2
     assert report["library"]["progress"]["done"] is True
     assert report["library"]["files"]["indexed"] == 2
+    # its workers' log: one JSON stream, huey's lines included, each task's lines named
+    lines = [json.loads(line) for line in Path(report["log_path"]).read_text().splitlines()]
+    assert {"huey", "objlib.worker"} <= {line["logger"] for line in lines}
+    assert all(line.get("task_id") for line in lines if "step" in line)
 
 
 @pytest.mark.slow
