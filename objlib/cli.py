@@ -47,8 +47,6 @@ def cli(ctx: click.Context, home: str | None, log_json: bool | None) -> None:
     from objlib import log
 
     settings = Settings.load(home, log_json=log_json)
-    # worker processes and the queue module read the same home from the environment
-    os.environ["OBJLIB_HOME"] = str(settings.home)
     log.configure(json=settings.log_json)
     ctx.obj = settings
 
@@ -69,7 +67,7 @@ def enqueue(ctx, limit, dry_run, retry_failed):
     Example:
         objlib enqueue --limit 100 && huey_consumer objlib.tasks.huey -w 7
     """
-    from objlib.queue import enqueue as run_enqueue
+    from objlib.enqueue import enqueue as run_enqueue
 
     s = run_enqueue(settings_of(ctx), limit=limit, dry_run=dry_run, retry_failed=retry_failed)
     verb = "would enqueue" if s.dry_run else "enqueued"
@@ -108,7 +106,8 @@ def worker(ctx, workers, worker_type, no_periodic):
             "-w", str(workers), "-k", worker_type, "-m", "0.5", "-t", "60"]
     if no_periodic:
         argv.append("-n")
-    os.execv(sys.executable, argv)
+    # the consumer serves the home this command was given (--home or OBJLIB_HOME)
+    os.execve(sys.executable, argv, {**os.environ, "OBJLIB_HOME": str(settings_of(ctx).home)})
 
 
 @cli.command()
@@ -292,8 +291,8 @@ def reconcile(ctx, fix, include_foreign, as_json):
 
     from rich.console import Console
 
-    from objlib.reconcile import reconcile as run_reconcile
     from objlib.reconcile import render
+    from objlib.tasks import reconcile as run_reconcile
 
     if include_foreign and not fix:
         raise click.UsageError("--include-foreign goes with --fix")
@@ -337,7 +336,6 @@ def upload(ctx, store, batch_size, concurrency, dry_run):
     settings = settings_of(ctx)
     if store:
         settings = dataclasses.replace(settings, store_name=store)
-        os.environ["OBJLIB_STORE"] = store  # the worker threads load their settings anew
     console = Console()
     if dry_run:
         console.print(foreground.plan_view(foreground.plan(settings)))

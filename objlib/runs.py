@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from objlib.catalog import Catalog
 from objlib.catalog.lifecycle import (FAILED, IMPORTING, IN_FLIGHT, INDEXED, PENDING, QUEUED,
                                       UPLOADING)
+from objlib.recovery import owner_alive
 
 RUNNING, DONE, INTERRUPTED, ABORTED, ABANDONED = (
     "running", "done", "interrupted", "aborted", "abandoned")
@@ -211,8 +212,6 @@ def counts(catalog: Catalog, run_id: int) -> dict:
 def get_run(catalog: Catalog, run_id: int, *, now: float | None = None) -> dict | None:
     """One run as a dict: its record, and for a run still open its live figures. A run whose
     runner died without closing it reads as ``abandoned``."""
-    from objlib.queue import owner_alive
-
     rows = catalog.query("SELECT * FROM runs WHERE id=?", (run_id,))
     if not rows:
         return None
