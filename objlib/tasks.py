@@ -506,7 +506,8 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
         report = rc.reconcile(settings, fix=fix, catalog=catalog, live=q.live_tasks(),
                               **options)
         if fix and report.needs_requeue:
-            sent = send_pending(settings, catalog, report.at, queue=q) if report.reset else []
+            sent = (send_pending(settings, catalog, report.at, queue=q)
+                    if report.reset or report.recreated else [])
             recovered = recover(settings, catalog, now=report.at, queue=q)
             rc.record_requeued(catalog, report, sent,
                                set(recovered.requeued) | set(recovered.polls))

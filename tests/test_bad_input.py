@@ -19,7 +19,7 @@ from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
-from objlib.queue import enqueue, ensure_store, queue_depth
+from objlib.enqueue import enqueue, ensure_store, queue_depth
 from objlib.scan import scan_library
 
 ODD_NAMES = ["  leading spaces.txt", "quote's \"double\".txt", "ünïcødé – 東京 notes.md",

@@ -19,7 +19,7 @@ from google.genai import errors, types
 
 from conftest import file_states, wait_for, write_library
 from test_emulator_contract import META, make_client, raw, upload
-from objlib import pipeline, queue, reconcile as rc
+from objlib import enqueue as queue, pipeline, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
 from objlib.emulator import PROFILES, Emulator
@@ -27,7 +27,7 @@ from objlib.emulator.state import MAX_DOCUMENT_BYTES
 from objlib.failures import failures_report
 from objlib.gemini.client import GeminiClient
 from objlib.gemini.errors import StoreFull, classify
-from objlib.queue import ensure_store
+from objlib.enqueue import ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Throttle
@@ -549,7 +549,7 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
         versions = [(d["customMetadata"]["objlib_file_id"], d["customMetadata"]["objlib_version"])
                     for d in documents]
         assert len(versions) == len(set(versions)) == 40
-        assert rc.reconcile(settings).drift == 0
+        assert tasks.reconcile(settings).drift == 0
     finally:
         first.stop()
         if second is not None:

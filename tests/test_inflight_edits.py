@@ -9,8 +9,7 @@ import time
 import pytest
 
 from conftest import wait_for, write_library
-from objlib import pipeline, queue
-from objlib import reconcile as rc
+from objlib import enqueue as queue, pipeline, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
@@ -156,13 +155,12 @@ def test_recovery_sends_a_settle_task_for_a_superseded_import_nobody_follows(
     scan_library(ctx.settings, library)
     entry = lc.superseded_of(ctx.catalog, old.id, old.version)
 
-    summary = queue.recover(ctx.settings, ctx.catalog)  # the chained poll was lost
+    summary = tasks.recover(ctx.settings, ctx.catalog)  # the chained poll was lost
 
     assert summary.superseded == 1
-    tasks = queue.bind(ctx.settings)
-    live = queue.live_tasks(tasks.huey)
+    live = tasks.queue_for(ctx.settings).live_tasks()
     assert entry.id in live.settles
-    assert queue.recover(ctx.settings, ctx.catalog).superseded == 0  # once is enough
+    assert tasks.recover(ctx.settings, ctx.catalog).superseded == 0  # once is enough
 
 
 @pytest.mark.slow
@@ -194,5 +192,5 @@ def test_edits_and_deletions_during_imports_leave_no_stale_document_without_reco
     settled = catalog.query("SELECT outcome, COUNT(*) FROM superseded GROUP BY outcome")
     catalog.close()
     assert sum(r[1] for r in settled) >= 20
-    report = rc.reconcile(settings)
+    report = tasks.reconcile(settings)
     assert report.drift == 0, report.to_dict()

@@ -24,7 +24,7 @@ from objlib.cli import cli
 from objlib.errors import ConfigError
 from objlib.gemini.client import GeminiClient
 from objlib.gemini.errors import BadApiKey, classify
-from objlib.queue import enqueue, ensure_store
+from objlib.enqueue import enqueue, ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Deferred, Throttle

@@ -12,7 +12,7 @@ from conftest import queued, write_library
 from objlib import pace, pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.gemini import metadata as gm
-from objlib.queue import ensure_store
+from objlib.enqueue import ensure_store
 from objlib.scan import scan_library
 from objlib.errors import StoreLost
 from objlib.gemini.errors import Permanent

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import file_states, wait_for, write_library
 from objlib.catalog import open_catalog
-from objlib.queue import enqueue, queue_depth
+from objlib.enqueue import enqueue, queue_depth
 from objlib.scan import scan_library
 
 pytestmark = pytest.mark.slow

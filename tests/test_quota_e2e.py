@@ -12,7 +12,7 @@ import pytest
 
 from conftest import file_states, wait_for, write_library
 from objlib import status
-from objlib.queue import enqueue
+from objlib.enqueue import enqueue
 from objlib.scan import scan_library
 
 pytestmark = pytest.mark.slow

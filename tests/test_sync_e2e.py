@@ -15,7 +15,7 @@ import pytest
 
 from conftest import wait_for, write_library
 from test_reconcile import docs_of as documents
-from objlib import pipeline, queue, reconcile as rc
+from objlib import enqueue as queue, pipeline, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
@@ -51,7 +51,7 @@ def problems(settings, emu) -> list[str]:
 def converge(settings, emu, timeout_s: float = 60.0) -> None:
     wait_for(lambda: not problems(settings, emu), timeout_s, 0.1,
              "the store to match the catalogue")
-    report = rc.reconcile(settings)
+    report = tasks.reconcile(settings)
     assert report.drift == 0, report.to_dict()
 
 
@@ -179,7 +179,7 @@ def test_a_removal_survives_a_lost_task_and_a_404_counts_as_gone(settings, libra
     gone = row_of(settings, NOTE.format(1))
     (library / gone.path).unlink()
     sync(settings, library)
-    queue.bind(settings).huey.flush()
+    tasks.queue_for(settings).flush()
     catalog = open_catalog(settings)
     assert [r.document for r in lc.open_removals(catalog)] == [gone.document]
     # and whose document has already left the store (the delete will answer 404)
