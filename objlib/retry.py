@@ -42,7 +42,7 @@ def wait_hook(retry_on: Callable[[Exception], bool], rng: random.Random | None =
 
 
 def call(fn: Callable[[], T], *, retry_on: Callable[[Exception], bool], attempts: int,
-         wait_initial_s: float = 1.0, wait_max_s: float = 120.0, name: str = "call") -> T:
+         wait_initial_s: float = 1.0, wait_max_s: float = 120.0) -> T:
     """``fn()``, asked again up to ``attempts`` times in all while it raises an exception
     ``retry_on`` accepts; the last one is raised."""
     for attempt in stamina.retry_context(on=wait_hook(retry_on), attempts=attempts,

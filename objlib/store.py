@@ -172,4 +172,4 @@ def _with_retries(settings: Settings, call, attempts: int = 6):
 
     return retry.call(call, retry_on=lambda exc: isinstance(exc, (RateLimited, Transient)),
                       attempts=attempts, wait_initial_s=settings.backoff_base_s,
-                      wait_max_s=settings.backoff_max_s, name="store")
+                      wait_max_s=settings.backoff_max_s)
