@@ -11,10 +11,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make test: create the environment if missing, install, run the whole suite
+## make test: create the environment if missing, install, check the import contracts
+## (pyproject.toml [tool.importlinter]: the layers, huey only in objlib.tasks), run the whole suite
 ## (four pytest-xdist workers: most tests wait on consumer processes and the emulator, not the CPU;
 ## 631 tests took 2 min 46 s on 2 cores instead of 8 min)
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 4
 
 ## make test-fast: everything except the slow end-to-end tests
