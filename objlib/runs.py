@@ -58,7 +58,7 @@ def step_of(state: str, remote_file: str | None, import_requested_at: float | No
 def work_to_do(catalog: Catalog) -> list[tuple[int, int]]:
     """(file id, version) of every row that needs work, in the order the queue takes them:
     rows already in flight (enqueued earlier) first, then pending rows in id order, which
-    is the order ``queue.enqueue`` enqueues them in."""
+    is the order ``enqueue.enqueue`` enqueues them in."""
     states = (PENDING, *IN_FLIGHT)
     rows = catalog.query(
         f"SELECT id, version FROM files WHERE state IN ({','.join('?' * len(states))}) "
