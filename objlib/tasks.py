@@ -196,14 +196,21 @@ def make_huey(settings: Settings) -> ObjlibHuey:
     return ObjlibHuey(settings)
 
 
+_KEPT_QUEUES = 8  # a process serves one home; the tests' processes go through hundreds
+
+
 def queue_for(settings: Settings) -> ObjlibHuey:
     """This process's queue for ``settings`` (one per process and settings: the home and
-    every tunable), so that commands and in-process workers of one home share it."""
+    every tunable), so that commands and in-process workers of one home share it. Past
+    ``_KEPT_QUEUES``, the least recently asked for closes its queue.db connection (huey opens
+    it again if that queue is still used)."""
     key = (os.getpid(), settings)
     with _queues_lock:
-        if key not in _queues:
-            _queues[key] = make_huey(settings)
-        return _queues[key]
+        q = _queues.pop(key, None) or make_huey(settings)
+        _queues[key] = q  # the most recent last
+        while len(_queues) > _KEPT_QUEUES:
+            _queues.pop(next(iter(_queues))).storage.close()
+        return q
 
 
 @contextmanager

@@ -48,3 +48,12 @@ def test_a_command_with_home_leaves_the_environment_alone(tmp_path, library):
     assert result.exit_code == 0, result.output
     assert (elsewhere / "library.db").is_file()
     assert dict(os.environ) == before
+
+
+def test_a_queue_dropped_from_the_cache_still_works(tmp_path):
+    first = tasks.queue_for(Settings.load(tmp_path / "first"))
+    first.send(first.upload_task(1, 1))
+    for i in range(tasks._KEPT_QUEUES):
+        tasks.queue_for(Settings.load(tmp_path / f"home-{i}")).depth()
+    assert tasks.queue_for(Settings.load(tmp_path / "first")) is not first  # made anew
+    assert first.depth() == (1, 0)  # its connection opened again
