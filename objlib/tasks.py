@@ -63,8 +63,9 @@ class _QueueStorage(SqliteStorage):
     made with the first connection (huey makes the tables in ``__init__``), from the settings
     of its queue, which are read then."""
 
-    def __init__(self, name: str = QUEUE_NAME, settings: Callable[[], Settings] | None = None,
-                 **kwargs):
+    filename: str | None
+
+    def __init__(self, name: str = QUEUE_NAME, *, settings: Callable[[], Settings], **kwargs):
         super().__init__(name, filename=None, create_tables=False, **kwargs)
         self._settings = settings
 
@@ -362,7 +363,7 @@ def _first_look_in(q: ObjlibHuey, task, delay_s: float) -> None:
 
 def _poll_import(q: ObjlibHuey, file_id: int | None = None, version: int | None = None,
                  task=None):
-    if file_id is None:  # the upload step stopped early: nothing to follow
+    if file_id is None or version is None:  # the upload step stopped early: nothing to follow
         return None
     from objlib import pipeline
 
