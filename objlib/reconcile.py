@@ -45,7 +45,7 @@ Safety, in order of importance:
 - Every delete is recorded in ``removals`` first and closed when the store confirms it
   (403/404 count as gone), so a crash mid-fix leaves the rest to recovery.
 
-This module knows nothing of the queue: the live tasks come in (``live``), and what ``fix``
+This module knows nothing of the queue: the live tasks come in (``live_tasks``), and what ``fix``
 reset to pending (``Report.reset``, or every row when the store was re-created) and the stuck
 rows go out, for ``objlib.tasks.reconcile`` to hand to tasks (``record_requeued``).
 
@@ -59,7 +59,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
@@ -180,13 +180,14 @@ def require_catalogue(settings: Settings) -> None:
                            "first (or point --home / OBJLIB_HOME at the right folder)")
 
 
-def reconcile(settings: Settings, *, live: LiveTasks, fix: bool = False,
+def reconcile(settings: Settings, *, live_tasks: Callable[[], LiveTasks], fix: bool = False,
               catalog: Catalog | None = None, gemini=None, now: float | None = None,
               pending_after_s: float | None = None, removal_after_s: float = REMOVAL_AFTER_S,
               include_foreign: bool = False) -> Report:
     """Compare the store's document list with the catalogue; with ``fix``, repair each kind
-    but the stuck rows (``Report.needs_requeue``: the queue's to hand out). ``live``: the
-    tasks in the queue, which hold their rows.
+    but the stuck rows (``Report.needs_requeue``: the queue's to hand out). ``live_tasks``
+    reads the tasks in the queue, which hold their rows (read after the catalogue, so that a
+    task made meanwhile is seen).
 
     ``gemini`` defaults to a client whose requests pass the shared rate limiter (waiting for
     a slot rather than failing). ``pending_after_s`` defaults to 30 min, or the poll timeout
@@ -207,7 +208,7 @@ def reconcile(settings: Settings, *, live: LiveTasks, fix: bool = False,
         client, closers = ((gemini, []) if gemini is not None
                            else command_client(settings, holder="reconcile", calls=calls))
         try:
-            _examine(settings, catalog, client, report, live, pending_after_s,
+            _examine(settings, catalog, client, report, live_tasks, pending_after_s,
                      removal_after_s, include_foreign)
         except Exception as exc:
             catalog.set_meta(META_KEY, json.dumps({"at": round(report.at, 3), "store": store,
@@ -229,7 +230,8 @@ def reconcile(settings: Settings, *, live: LiveTasks, fix: bool = False,
     return report
 
 
-def _examine(settings: Settings, catalog: Catalog, client, report: Report, live: LiveTasks,
+def _examine(settings: Settings, catalog: Catalog, client, report: Report,
+             live_tasks: Callable[[], LiveTasks],
              pending_after_s: float | None, removal_after_s: float,
              include_foreign: bool) -> None:
     """List the store, then read the catalogue (in that order), sort out the drift, and
@@ -249,6 +251,7 @@ def _examine(settings: Settings, catalog: Catalog, client, report: Report, live:
     report.findings = find_drift(docs, rows, open_removals(catalog), listed_at=listed_at,
                                  now=report.at, pending_after_s=pending_after_s,
                                  removal_after_s=removal_after_s, catalog_id=catalog.id)
+    live = live_tasks()
     report.findings["stuck_rows"] = [
         _row_finding("stuck_rows", r, "in flight, but no task holds it")
         for r in rows if r.state in lc.IN_FLIGHT and is_stuck(r, live, report.at)]

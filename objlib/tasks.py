@@ -511,7 +511,7 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
         rc.require_catalogue(settings)
     catalog = catalog or open_catalog(settings)
     try:
-        report = rc.reconcile(settings, fix=fix, catalog=catalog, live=q.live_tasks(),
+        report = rc.reconcile(settings, fix=fix, catalog=catalog, live_tasks=q.live_tasks,
                               **options)
         if fix and report.needs_requeue:
             sent = (send_pending(settings, catalog, report.at, queue=q)
