@@ -121,6 +121,7 @@ class ObjlibHuey(SqliteHuey):
             raise SystemExit(f"objlib: the consumer cannot start: {err}") from None
         if not structlog.is_configured():
             log.configure(json=True)
+        _import_the_steps()
         log.get_logger("objlib.worker").info("consumer serving", home=str(settings.home),
                                              pid=os.getpid())
         return super().create_consumer(**options)
@@ -186,6 +187,14 @@ class ObjlibHuey(SqliteHuey):
         """The upload of one file version with its chained poll (not yet sent: its id is
         recorded in the row first)."""
         return self.upload_and_import.s(file_id, version).then(self.poll_import)
+
+
+def _import_the_steps() -> None:
+    """A consumer imports the pipeline (and with it google.genai, ~1 s of CPU) once, before
+    its workers start: process workers are forked with it, instead of each importing it
+    anew (7 at once starved a loaded machine for seconds). This module imports it lazily
+    only so that ``objlib status`` can read the queue without it."""
+    from objlib import pipeline, reconcile  # noqa: F401
 
 
 _queues: dict[tuple[int, Settings], ObjlibHuey] = {}
@@ -550,6 +559,7 @@ def start_consumer(settings: Settings, concurrency: int) -> ForegroundConsumer:
     """``concurrency`` worker threads and a scheduler (every 1 s) for this home's queue,
     started; polling the queue at most every 0.5 s when idle. No periodic tasks: they would
     be left in the queue at every stop; the run's watcher calls the recovery itself."""
+    _import_the_steps()
     consumer = ForegroundConsumer(queue_for(settings), workers=concurrency, worker_type="thread",
                                   periodic=False, max_delay=0.5, scheduler_interval=1)
     consumer.start()
