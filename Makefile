@@ -11,11 +11,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make lint: ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) over the tree and
-## mypy over objlib/ (configured in pyproject.toml); a few seconds
+## make lint: ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) over the tree,
+## mypy over objlib/ (configured in pyproject.toml), and the import contracts
+## (pyproject.toml [tool.importlinter]: the layers, huey only in objlib.tasks); a few seconds
 lint: $(STAMP)
 	$(BIN)/python -m ruff check
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 ## make test: create the environment if missing, install, lint, run the whole suite
 ## (four pytest-xdist workers: most tests wait on consumer processes and the emulator, not the CPU;

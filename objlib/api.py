@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 from objlib import log
+from objlib.enqueue import EnqueueSummary
 from objlib.errors import (
     CatalogError,
     ConfigError,
@@ -34,7 +35,6 @@ from objlib.errors import (
     QueueError,
     StoreLost,
 )
-from objlib.queue import EnqueueSummary
 from objlib.scan.scanner import ScanSummary
 from objlib.settings import Settings
 from objlib.status import Snapshot
@@ -73,7 +73,7 @@ def enqueue(*, home: Home = None, limit: int | None = None, retry_failed: bool =
     """Turn every file that needs work into a queued task (``objlib enqueue``); needs
     ``GEMINI_API_KEY`` in the environment (the store is created on the first call).
     ``CatalogError`` when no scan made a catalogue in ``home``."""
-    from objlib.queue import enqueue as run_enqueue
+    from objlib.enqueue import enqueue as run_enqueue
 
     log.configure_for_library()
     return run_enqueue(settings(home, **overrides), limit=limit, dry_run=dry_run,

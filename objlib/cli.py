@@ -62,8 +62,6 @@ def cli(ctx: click.Context, home: str | None, log_json: bool | None) -> None:
     from objlib import log
 
     settings = Settings.load(home, log_json=log_json)
-    # worker processes and the queue module read the same home from the environment
-    os.environ["OBJLIB_HOME"] = str(settings.home)
     log.configure_lazily(json=settings.log_json)  # applied by the first event: none, no cost
     ctx.obj = settings
 
@@ -92,7 +90,7 @@ def enqueue(ctx, limit, dry_run, retry_failed, as_json):
            cannot be used (running it again is harmless)
       2    bad usage: an unknown option, or options that do not go together
     """
-    from objlib.queue import enqueue as run_enqueue
+    from objlib.enqueue import enqueue as run_enqueue
 
     s = run_enqueue(settings_of(ctx), limit=limit, dry_run=dry_run, retry_failed=retry_failed)
     if as_json:
@@ -142,7 +140,8 @@ def worker(ctx, workers, worker_type, no_periodic):
             "-w", str(workers), "-k", worker_type, "-m", "0.5", "-t", "60"]
     if no_periodic:
         argv.append("-n")
-    os.execv(sys.executable, argv)
+    # the consumer serves the home this command was given (--home or OBJLIB_HOME)
+    os.execve(sys.executable, argv, {**os.environ, "OBJLIB_HOME": str(settings_of(ctx).home)})
 
 
 @cli.command()
@@ -372,7 +371,7 @@ def reconcile(ctx, fix, include_foreign, as_json):
 
     from rich.console import Console
 
-    from objlib.reconcile import reconcile as run_reconcile
+    from objlib.tasks import reconcile as run_reconcile
     from objlib.views.reconcile import render
 
     if include_foreign and not fix:
@@ -503,7 +502,6 @@ def upload(ctx, store, batch_size, concurrency, dry_run, as_json):
     settings = settings_of(ctx)
     if store:
         settings = dataclasses.replace(settings, store_name=store)
-        os.environ["OBJLIB_STORE"] = store  # the worker threads load their settings anew
     console = Console(stderr=as_json)
     if dry_run:
         plan = foreground.plan(settings)

@@ -1,13 +1,13 @@
 """``objlib upload``: the whole job in one foreground command, on top of the durable queue.
 
 It is the same pipeline as ``objlib enqueue`` + ``huey_consumer objlib.tasks.huey``: the
-rows that need work are enqueued by ``queue.enqueue`` (recorded as one run, ``objlib.runs``),
-and huey's own ``Consumer`` runs the same tasks in this process on ``concurrency`` worker
-threads while the run's progress is shown, read from the catalogue. Consumers already running
-elsewhere share the work (the conditional claims keep it single), and everything stays
-resumable the way the queue is: tasks not started stay in ``queue.db``; a row cut off in
-flight holds a lease owned by this process (``host:pid``), which recovery hands to a new task
-as soon as this process is gone.
+rows that need work are enqueued by ``enqueue.enqueue`` (recorded as one run, ``objlib.runs``),
+and huey's own ``Consumer`` (``tasks.start_consumer``) runs the same tasks in this process
+on ``concurrency`` worker threads while the run's progress is shown, read from the
+catalogue. Consumers already running elsewhere share the work (the conditional claims keep
+it single), and everything stays resumable the way the queue is: tasks not started stay in
+``queue.db``; a row cut off in flight holds a lease owned by this process (``host:pid``),
+which recovery hands to a new task as soon as this process is gone.
 
 Ctrl+C once: the workers take no new task, the steps in flight get ``shutdown_timeout_s`` to
 finish, the run is closed as ``interrupted``. Twice (or SIGTERM): closed as ``aborted`` at
@@ -33,13 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from huey.consumer import Consumer
-
-from objlib import log, runs, status
+from objlib import log, runs, status, tasks
 from objlib.catalog.lifecycle import IN_FLIGHT, PENDING, SKIPPED
 from objlib.catalog.read import existing_catalog
-from objlib.pipeline import process_owner
-from objlib.queue import QUEUED_GRACE_S, bind, enqueue, recover
+from objlib.enqueue import enqueue
+from objlib.recovery import QUEUED_GRACE_S, process_owner
 from objlib.settings import Settings
 from objlib.store import default_store_name
 
@@ -127,36 +125,6 @@ class Interrupts:
 # ---------------------------------------------------------------------------- the workers
 
 
-class _ForegroundConsumer(Consumer):
-    """huey's consumer, minus its signal handlers: this process's Ctrl+C belongs to the run."""
-
-    def _set_signal_handlers(self) -> None:
-        pass
-
-    def threads(self) -> list:
-        return [t for _, t in self.worker_threads] + [self.scheduler]
-
-    def alive(self) -> int:
-        return sum(t.is_alive() for t in self.threads())
-
-
-def start_workers(settings: Settings, concurrency: int) -> _ForegroundConsumer:
-    """``concurrency`` worker threads and a scheduler (every 1 s) for this home's queue,
-    started; polling the queue at most every 0.5 s when idle. No periodic tasks: they would
-    be left in the queue at every stop; the run's watcher calls the recovery itself."""
-    tasks = bind(settings)
-    consumer = _ForegroundConsumer(tasks.huey, workers=concurrency, worker_type="thread",
-                                   periodic=False, max_delay=0.5, scheduler_interval=1)
-    consumer.start()
-    return consumer
-
-
-def removals_waiting(settings: Settings) -> bool:
-    """A document removal is ready in the queue (a replaced version's old document, say):
-    the run lets its workers send it before it stops."""
-    return any(t.name == "remove_document" for t in bind(settings).huey.pending())
-
-
 def _log_to_file(settings: Settings) -> Path:
     """Worker logs (JSON lines, structlog's and huey's own in one stream) go to
     OBJLIB_HOME/logs/upload.log, not over the progress view."""
@@ -224,7 +192,7 @@ def upload(settings: Settings, *, view: MakeView, concurrency: int = 7, batch_si
         stopped = True
         with shown:
             if not interrupts.count:  # a Ctrl+C during the enqueue: no worker is started
-                consumer = start_workers(settings, concurrency)
+                consumer = tasks.start_consumer(settings, concurrency)
                 try:
                     watcher.until_done_or_interrupted()
                 finally:
@@ -261,17 +229,17 @@ class _Watcher:
         while not self.interrupts.count:
             if time.monotonic() >= next_recovery:
                 # what the consumer's periodic task does; our own workers' tasks are alive
-                recover(self.settings, self.catalog, running=bind(self.settings).running_here())
+                tasks.recover(self.settings, self.catalog)
                 next_recovery = time.monotonic() + _RECOVER_EVERY_S
             p = self.show()
-            if p.done and not removals_waiting(self.settings):
+            if p.done and not tasks.removals_waiting(self.settings):
                 return
             self.interrupts.wait(self.refresh_s)
 
-    def stop(self, consumer: _ForegroundConsumer, timeout_s: float) -> bool:
+    def stop(self, consumer: tasks.ForegroundConsumer, timeout_s: float) -> bool:
         """No new task; wait (showing progress) up to ``timeout_s`` for the steps in flight,
         unless an immediate stop is asked for. True if every worker thread ended."""
-        consumer.stop_flag.set()
+        consumer.ask_to_stop()
         deadline = time.monotonic() + timeout_s
         shown_at = 0.0
         while consumer.alive() and self.interrupts.count < 2:

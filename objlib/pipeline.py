@@ -16,16 +16,14 @@ Every remote id is written to the catalogue the moment it is known (DESIGN invar
 from __future__ import annotations
 
 import copy
-import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from objlib import pace
+from objlib import pace, retry
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
 from objlib.errors import ConfigError, StoreLost
@@ -33,6 +31,7 @@ from objlib.gemini import metadata as gm
 from objlib.gemini.client import GeminiClient, upload_cost
 from objlib.gemini.errors import GeminiError, Gone, Permanent, RateLimited, Transient, Unavailable
 from objlib.log import get_logger
+from objlib.recovery import process_owner
 from objlib.scan import filetypes
 from objlib.scan.source import Refused, Source, SourceChanged, open_source
 from objlib.settings import Settings
@@ -46,10 +45,6 @@ PAUSE_WINDOW_S = 3600.0  # a paused row's backoff grows with its pauses in this 
 _MAX_DOUBLINGS = 16    # backoff exponent bound (backoff_max_s caps the delay long before)
 _GRACE_S = 30.0        # lease slack beyond a re-schedule delay (scheduler and queue lag)
 _holder = threading.local()  # which task is calling (for the rate limiter's reservations)
-
-
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -74,10 +69,9 @@ class Context:
         return meta["store"]
 
     def backoff_s(self, attempt: int) -> float:
-        """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5..1.5."""
+        """A re-schedule's delay (``retry.backoff_s``: exponential, capped, jittered)."""
         s = self.settings
-        return min(s.backoff_max_s, s.backoff_base_s * 2 ** max(0, attempt - 1)) * (
-            0.5 + self.rng.random())
+        return retry.backoff_s(attempt, s.backoff_base_s, s.backoff_max_s, self.rng)
 
 
 def build_context(settings: Settings) -> Context:

@@ -17,7 +17,7 @@ stale           a document of a replaced or deleted version, or one       delete
 failed          a document in STATE_FAILED                                deleted; a row that
                                                                           held it is reset
 stuck_pending   a document STATE_PENDING for longer than pending_after_s  as failed
-stuck_rows      a row in flight whose task is gone (queue.is_stuck)       queue.recover
+stuck_rows      a row in flight whose task is gone (recovery.is_stuck)    recovery
 foreign         a document this catalogue did not make: its metadata      left alone (deleted
                 names another catalogue (``objlib_catalog``), or none     only with
                                                                           include_foreign)
@@ -43,7 +43,11 @@ Safety, in order of importance:
   document is left to the task (an in-flight row's unrecorded document is never drift). A
   row indexed after the listing began is not "missing" either.
 - Every delete is recorded in ``removals`` first and closed when the store confirms it
-  (403/404 count as gone), so a crash mid-fix leaves the rest to ``queue.recover``.
+  (403/404 count as gone), so a crash mid-fix leaves the rest to recovery.
+
+This module knows nothing of the queue: the live tasks come in (``live_tasks``), and what ``fix``
+reset to pending (``Report.reset``, or every row when the store was re-created) and the stuck
+rows go out, for ``objlib.tasks.reconcile`` to hand to tasks (``record_requeued``).
 
 The result (time, counts per kind, fixed or not) is kept in the catalogue's ``meta`` under
 ``last_reconcile`` for ``objlib status``.
@@ -54,18 +58,18 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
-from objlib import queue
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
+from objlib.clients import command_client
 from objlib.errors import CatalogError, ObjlibError
 from objlib.gemini.errors import GeminiError, Gone
 from objlib.log import get_logger
+from objlib.recovery import LiveTasks, is_stuck
 from objlib.settings import Settings
 from objlib.store import mark_store_lost, recreate_store
-from objlib.throttle import Deferred, Throttle
 
 log = get_logger("objlib.reconcile")
 
@@ -118,6 +122,13 @@ class Report:
     duration_s: float = 0.0
     store_missing: bool = False  # the store itself is gone
     recreated: str | None = None  # with fix: the store created in its place
+    reset: list[str] = field(default_factory=list)  # with fix: rows put back to pending
+
+    @property
+    def needs_requeue(self) -> bool:
+        """With fix: rows were reset (or the store re-created) or found stuck; they are
+        for new tasks."""
+        return self.fix and bool(self.reset or self.recreated or self.findings["stuck_rows"])
 
     @property
     def counts(self) -> dict[str, int]:
@@ -163,11 +174,20 @@ def _finding_dict(finding: Finding) -> dict:
 # ---------------------------------------------------------------------------- the run
 
 
-def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None = None,
-              gemini=None, now: float | None = None, pending_after_s: float | None = None,
-              removal_after_s: float = REMOVAL_AFTER_S, include_foreign: bool = False
-              ) -> Report:
-    """Compare the store's document list with the catalogue; with ``fix``, repair each kind.
+def require_catalogue(settings: Settings) -> None:
+    if not settings.library_db.exists():
+        raise CatalogError(f"no catalogue in {settings.home} yet: run `objlib scan LIBRARY` "
+                           "first (or point --home / OBJLIB_HOME at the right folder)")
+
+
+def reconcile(settings: Settings, *, live_tasks: Callable[[], LiveTasks], fix: bool = False,
+              catalog: Catalog | None = None, gemini=None, now: float | None = None,
+              pending_after_s: float | None = None, removal_after_s: float = REMOVAL_AFTER_S,
+              include_foreign: bool = False) -> Report:
+    """Compare the store's document list with the catalogue; with ``fix``, repair each kind
+    but the stuck rows (``Report.needs_requeue``: the queue's to hand out). ``live_tasks``
+    reads the tasks in the queue, which hold their rows (read after the catalogue, so that a
+    task made meanwhile is seen).
 
     ``gemini`` defaults to a client whose requests pass the shared rate limiter (waiting for
     a slot rather than failing). ``pending_after_s`` defaults to 30 min, or the poll timeout
@@ -175,9 +195,8 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
     """
     started = time.monotonic()
     own_catalog = catalog is None
-    if own_catalog and not settings.library_db.exists():
-        raise CatalogError(f"no catalogue in {settings.home} yet: run `objlib scan LIBRARY` "
-                           "first (or point --home / OBJLIB_HOME at the right folder)")
+    if own_catalog:
+        require_catalogue(settings)
     catalog = catalog or open_catalog(settings)
     try:
         store = catalog.get_meta("store")
@@ -186,10 +205,11 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
                               "first (it creates the store)")
         report = Report(store=store, at=time.time() if now is None else now, fix=fix)
         calls: Counter[str] = Counter()
-        client, closers = (gemini, []) if gemini is not None else _client(settings, calls)
+        client, closers = ((gemini, []) if gemini is not None
+                           else command_client(settings, holder="reconcile", calls=calls))
         try:
-            _examine(settings, catalog, client, report, pending_after_s, removal_after_s,
-                     include_foreign)
+            _examine(settings, catalog, client, report, live_tasks, pending_after_s,
+                     removal_after_s, include_foreign)
         except Exception as exc:
             catalog.set_meta(META_KEY, json.dumps({"at": round(report.at, 3), "store": store,
                                                    "fix": fix, "outcome": "failed",
@@ -211,6 +231,7 @@ def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None 
 
 
 def _examine(settings: Settings, catalog: Catalog, client, report: Report,
+             live_tasks: Callable[[], LiveTasks],
              pending_after_s: float | None, removal_after_s: float,
              include_foreign: bool) -> None:
     """List the store, then read the catalogue (in that order), sort out the drift, and
@@ -230,10 +251,10 @@ def _examine(settings: Settings, catalog: Catalog, client, report: Report,
     report.findings = find_drift(docs, rows, open_removals(catalog), listed_at=listed_at,
                                  now=report.at, pending_after_s=pending_after_s,
                                  removal_after_s=removal_after_s, catalog_id=catalog.id)
-    live = queue.live_tasks(queue.bind(settings).huey)
+    live = live_tasks()
     report.findings["stuck_rows"] = [
         _row_finding("stuck_rows", r, "in flight, but no task holds it")
-        for r in rows if r.state in lc.IN_FLIGHT and queue.is_stuck(r, live, report.at)]
+        for r in rows if r.state in lc.IN_FLIGHT and is_stuck(r, live, report.at)]
     if report.fix:
         _Repair(settings, catalog, client, report, report.at, include_foreign).run()
 
@@ -253,34 +274,7 @@ def _store_missing(settings: Settings, catalog: Catalog, client, report: Report)
     mark_store_lost(catalog, report.store, report.at)
     if not report.fix:
         return
-    report.recreated = recreate_store(settings, catalog, client, report.store,
-                                            report.at)
-    summary = queue.enqueue(settings, gemini=client, now=report.at)
-    for path in summary.enqueued:
-        report.actions.append({"action": "enqueue", "kind": "store_missing", "document": None,
-                               "path": path})
-
-
-def _client(settings: Settings, calls: Counter):
-    """A GeminiClient whose every request waits for the shared rate limiter (and feeds the
-    circuit breaker), counted in ``calls``. A command may wait; a task would re-schedule."""
-    from objlib.gemini.client import GeminiClient
-    from objlib.pipeline import process_owner
-
-    throttle = Throttle.from_settings(settings)
-    holder = f"reconcile:{process_owner()}"
-
-    def on_request(call: str, cost: int) -> None:
-        calls["requests"] += 1
-        while True:
-            try:
-                return throttle.acquire(holder, cost)
-            except Deferred as d:
-                time.sleep(d.delay_s)
-
-    client = GeminiClient.from_env(settings, on_request=on_request,
-                                   on_response=lambda call, status: throttle.record(status))
-    return client, [client.close, throttle.close]
+    report.recreated = recreate_store(settings, catalog, client, report.store, report.at)
 
 
 def open_removals(catalog: Catalog) -> list[OpenRemoval]:
@@ -401,7 +395,6 @@ class _Repair:
         self.settings, self.catalog, self.gemini = settings, catalog, gemini
         self.report, self.now = report, now
         self.include_foreign = include_foreign
-        self.reset: list[str] = []
 
     def run(self) -> None:
         found = self.report.findings
@@ -423,7 +416,6 @@ class _Repair:
                 found["foreign"] if self.include_foreign else []):
             if self._delete(finding):
                 self.report.fixed[finding.kind] += 1
-        self._requeue(found["stuck_rows"])
 
     def _row(self, finding: Finding) -> lc.FileRow | None:
         """The finding's row as it is now (it may have moved on since the listing)."""
@@ -433,7 +425,7 @@ class _Repair:
         if not lc.reset_to_pending(self.catalog, row.id, row.version, self.now, why,
                                    from_states=from_states):
             return False
-        self.reset.append(row.path)
+        self.report.reset.append(row.path)
         self._act("reset", finding, path=row.path)
         return True
 
@@ -461,34 +453,35 @@ class _Repair:
         self._act("delete", finding)
         return True
 
-    def _requeue(self, stuck: list[Finding]) -> None:
-        """Reset rows go through the normal enqueue path (which also runs queue.recover);
-        with nothing reset, stuck rows only need queue.recover."""
-        if self.reset:
-            summary = queue.enqueue(self.settings, gemini=self.gemini, now=self.now)
-            recovered = summary.recovered
-            for path in summary.enqueued:
-                self.report.actions.append({"action": "enqueue", "kind": None, "document": None,
-                                            "path": path})
-        elif stuck:
-            recovered = queue.recover(self.settings, self.catalog, now=self.now)
-        else:
-            return
-        handed = set(recovered.requeued) | set(recovered.polls) | set(self.reset)
-        for finding in stuck:
-            if finding.path in handed:
-                self.report.fixed["stuck_rows"] += 1
-                self._act("recover", finding)
-
     def _act(self, action: str, finding: Finding, path: str | None = None) -> None:
-        self.report.actions.append({"action": action, "kind": finding.kind,
-                                    "document": finding.document,
-                                    "path": path or finding.path})
-        log.info("reconcile.fix", action=action, kind=finding.kind, document=finding.document,
-                 path=path or finding.path)
+        _act(self.report, action, finding, path)
+
+
+def _act(report: Report, action: str, finding: Finding, path: str | None = None) -> None:
+    report.actions.append({"action": action, "kind": finding.kind, "document": finding.document,
+                           "path": path or finding.path})
+    log.info("reconcile.fix", action=action, kind=finding.kind, document=finding.document,
+             path=path or finding.path)
 
 
 # ---------------------------------------------------------------------------- periodic
+
+
+def record_requeued(catalog: Catalog, report: Report, enqueued: list[str],
+                    recovered: set[str]) -> None:
+    """After ``fix``: ``enqueued``, the paths handed to new upload tasks (the rows reset,
+    or every row of a re-created store), and ``recovered``, those recovery handed to a new
+    task; the stuck rows among either count as fixed. The record for ``status`` is rewritten."""
+    kind = "store_missing" if report.recreated else None
+    for path in enqueued:
+        report.actions.append({"action": "enqueue", "kind": kind, "document": None,
+                               "path": path})
+    handed = recovered | set(report.reset) | set(enqueued)
+    for finding in report.findings["stuck_rows"]:
+        if finding.path in handed:
+            report.fixed["stuck_rows"] += 1
+            _act(report, "recover", finding)
+    catalog.set_meta(META_KEY, json.dumps(report.summary()))
 
 
 def last_result(catalog: Catalog) -> dict | None:

@@ -34,6 +34,7 @@ from objlib.catalog.lifecycle import (
     QUEUED,
     UPLOADING,
 )
+from objlib.recovery import owner_alive
 
 RUNNING, DONE, INTERRUPTED, ABORTED, ABANDONED = (
     "running", "done", "interrupted", "aborted", "abandoned")
@@ -64,7 +65,7 @@ def step_of(state: str, remote_file: str | None, import_requested_at: float | No
 def work_to_do(catalog: Catalog) -> list[tuple[int, int]]:
     """(file id, version) of every row that needs work, in the order the queue takes them:
     rows already in flight (enqueued earlier) first, then pending rows in id order, which
-    is the order ``queue.enqueue`` enqueues them in."""
+    is the order ``enqueue.enqueue`` enqueues them in."""
     states = (PENDING, *IN_FLIGHT)
     rows = catalog.query(
         f"SELECT id, version FROM files WHERE state IN ({','.join('?' * len(states))}) "
@@ -221,8 +222,6 @@ def counts(catalog: Catalog, run_id: int) -> dict:
 def get_run(catalog: Catalog, run_id: int, *, now: float | None = None) -> dict | None:
     """One run as a dict: its record, and for a run still open its live figures. A run whose
     runner died without closing it reads as ``abandoned``."""
-    from objlib.queue import owner_alive
-
     rows = catalog.query("SELECT * FROM runs WHERE id=?", (run_id,))
     if not rows:
         return None

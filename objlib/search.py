@@ -33,12 +33,12 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from objlib.catalog import Catalog
+from objlib.catalog.read import existing_catalog
 from objlib.errors import ObjlibError, StoreLost
 from objlib.gemini.metadata import raw_file_id
 from objlib.log import get_logger
 from objlib.scan.metadata import INT_KEYS, KEYS
 from objlib.settings import Settings
-from objlib.status import existing_catalog
 from objlib.store import LOST_KEY, mark_store_lost, store_lost_message
 from objlib.throttle import Deferred, Throttle
 
@@ -195,7 +195,7 @@ def _client(settings: Settings):
     """A GeminiClient whose requests take their slot from the shared rate limiter (and feed
     the circuit breaker); a search waits for a slot up to WAIT_FOR_SLOT_S."""
     from objlib.gemini.client import GeminiClient
-    from objlib.pipeline import process_owner
+    from objlib.recovery import process_owner
 
     throttle = Throttle.from_settings(settings)
     holder = f"search:{process_owner()}"

@@ -39,7 +39,6 @@ from objlib.settings import Settings
 from objlib.store import lost_at as store_lost_at
 from objlib.throttle import Throttle, ThrottleState
 
-QUEUE_NAME = "objlib"  # huey's name in objlib.tasks; not imported: that would create queue.db
 WINDOWS_S = (60, 300, 900)  # throughput over the last 1, 5 and 15 minutes
 ETA_WINDOW_S = 300  # the ETA follows the rate of the last 5 minutes ...
 ETA_MIN_SPAN_S = 15.0  # ... measured over at least 15 s (one lucky row is not a rate)
@@ -220,15 +219,9 @@ def _read_side_file(path: Path, read, empty):
 
 def queue_depth(path: Path) -> tuple[int, int]:
     """(waiting, scheduled) from huey's own storage, read-only; (0, 0) with no queue file."""
-    from huey.storage import SqliteStorage
+    from objlib.tasks import read_depth  # not at import: google.genai is slow to import
 
-    storage = SqliteStorage(QUEUE_NAME, filename=_read_only_uri(path), uri=True,
-                            create_tables=False, journal_mode=None)
-    try:
-        return _read_side_file(path, lambda: (storage.queue_size(), storage.schedule_size()),
-                               (0, 0))
-    finally:
-        storage.close()
+    return _read_side_file(path, lambda: read_depth(_read_only_uri(path)), (0, 0))
 
 
 class _ThrottleReader(Throttle):

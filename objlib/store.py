@@ -19,8 +19,10 @@ import itertools
 import time
 from contextlib import contextmanager
 
+from objlib import retry
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
+from objlib.clients import command_client
 from objlib.errors import ConfigError, ObjlibError, StoreLost
 from objlib.log import get_logger
 from objlib.settings import Settings
@@ -49,28 +51,39 @@ def ensure_store(settings: Settings, catalog: Catalog, gemini=None) -> str:
 
     with _store_lock(settings):
         recorded = catalog.get_meta("store")
-        wanted = settings.store_name or default_store_name(catalog)
         if recorded and catalog.get_meta(LOST_KEY):
             raise StoreLost(store_lost_message(recorded))
-        gemini = gemini or _client(settings)
-        if recorded:
-            shown = catalog.get_meta("store_display_name")
-            if shown is None:  # recorded before display names were: ask once, and keep it
-                shown = _current(settings, catalog, gemini, recorded, Gone).display_name
-                _bind(catalog, recorded, shown)
-            if not settings.store_name or display_name(settings.store_name) == shown:
-                _current(settings, catalog, gemini, recorded, Gone)
-                return recorded
-            if catalog.query("SELECT 1 FROM files WHERE document IS NOT NULL "
-                             "UNION ALL SELECT 1 FROM removals WHERE removed_at IS NULL LIMIT 1"):
-                raise ConfigError(
-                    f"this catalogue mirrors the library into {recorded} ({shown!r}); "
-                    f"{settings.store_name!r} is another store. Use another --home for another "
-                    "store (nothing was created)")
-        store = _with_retries(settings, lambda: gemini.ensure_store(wanted))
-        _check_not_anothers(store.name, catalog, gemini, settings)
-        _bind(catalog, store.name, store.display_name)
-        return store.name
+        closers: list = []
+        if gemini is None:  # a command's: through the shared throttle, waiting for a slot
+            gemini, closers = command_client(settings, holder="store")
+        try:
+            return _ensure(settings, catalog, gemini, recorded, Gone, display_name)
+        finally:
+            for close in closers:
+                close()
+
+
+def _ensure(settings: Settings, catalog: Catalog, gemini, recorded: str | None, gone,
+            display_name) -> str:
+    wanted = settings.store_name or default_store_name(catalog)
+    if recorded:
+        shown = catalog.get_meta("store_display_name")
+        if shown is None:  # recorded before display names were: ask once, and keep it
+            shown = _current(settings, catalog, gemini, recorded, gone).display_name
+            _bind(catalog, recorded, shown)
+        if not settings.store_name or display_name(settings.store_name) == shown:
+            _current(settings, catalog, gemini, recorded, gone)
+            return recorded
+        if catalog.query("SELECT 1 FROM files WHERE document IS NOT NULL "
+                         "UNION ALL SELECT 1 FROM removals WHERE removed_at IS NULL LIMIT 1"):
+            raise ConfigError(
+                f"this catalogue mirrors the library into {recorded} ({shown!r}); "
+                f"{settings.store_name!r} is another store. Use another --home for another "
+                "store (nothing was created)")
+    store = _with_retries(settings, lambda: gemini.ensure_store(wanted))
+    _check_not_anothers(store.name, catalog, gemini, settings)
+    _bind(catalog, store.name, store.display_name)
+    return store.name
 
 
 def _current(settings: Settings, catalog: Catalog, gemini, recorded: str, gone):
@@ -134,12 +147,6 @@ def _store_lock(settings: Settings):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _client(settings: Settings):
-    from objlib.gemini.client import GeminiClient
-
-    return GeminiClient.from_env(settings)
-
-
 def store_lost_message(store: str) -> str:
     return (f"the store {store} is gone (deleted, or the service no longer knows it); "
             "`objlib reconcile --fix` creates a new one and sends every file through the "
@@ -160,17 +167,10 @@ def lost_at(catalog: Catalog) -> float | None:
 
 
 def _with_retries(settings: Settings, call, attempts: int = 6):
-    """A command (not a worker) may wait a little on a 429 or a transient error."""
-    from objlib.gemini.errors import GeminiError, RateLimited, Transient
+    """A command (not a worker) may wait a little on a 429 or a transient error: the one
+    in-process retry policy (``objlib.retry``)."""
+    from objlib.gemini.errors import RateLimited, Transient
 
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except GeminiError as err:
-            if not isinstance(err, (RateLimited, Transient)) or attempt == attempts:
-                raise
-            delay = err.retry_after_s or settings.backoff_base_s * 2 ** (attempt - 1)
-            log.warning("retrying", error=str(err), delay_s=delay, attempt=attempt)
-            time.sleep(min(delay, settings.backoff_max_s))
-
-
+    return retry.call(call, retry_on=lambda exc: isinstance(exc, (RateLimited, Transient)),
+                      attempts=attempts, wait_initial_s=settings.backoff_base_s,
+                      wait_max_s=settings.backoff_max_s)

@@ -2,8 +2,12 @@
 periodic tasks re-scans the library the catalogue belongs to and enqueues what changed,
 every N minutes — a library that changes stays mirrored without a cron job.
 
-    run_if_due(settings, catalog, now=...)   # the periodic task: None when not due
-    sync(settings, now=...)                  # one scan + enqueue, recorded
+    run_if_due(settings, catalog, enqueue=..., now=...)  # the periodic task: None when not due
+    sync(settings, catalog, enqueue=..., now=...)        # one scan + enqueue
+
+``enqueue(now)`` hands the pending rows to tasks and says how many it handed out: the
+queue's side is the caller's (``objlib.tasks``, whose consumer runs the periodic task), so
+this module sits below the queue and imports neither huey nor ``objlib.tasks``.
 
 One sync at a time across processes: the run is claimed by a conditional write of
 ``meta.last_sync`` (``outcome: running``, the time it started), and the next one is due
@@ -17,13 +21,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
 from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
 from objlib.log import get_logger
-from objlib.queue import enqueue
 from objlib.scan import scan_library
 from objlib.scan.scanner import ROOT_KEY
 from objlib.settings import Settings
@@ -93,19 +97,22 @@ def library_root(catalog: Catalog) -> str:
     return root
 
 
-def sync(settings: Settings, catalog: Catalog, *, now: float | None = None,
-         running=()) -> SyncResult:
+Enqueue = Callable[[float], int]  # hands the pending rows to tasks; how many it handed out
+
+
+def sync(settings: Settings, catalog: Catalog, *, enqueue: Enqueue,
+         now: float | None = None) -> SyncResult:
     """Scan the catalogue's library, then enqueue if anything waits (an unchanged library
-    costs no API request). ``running``: tasks this process is executing (for recovery)."""
+    costs no API request)."""
     now = time.time() if now is None else now
     summary = scan_library(settings, library_root(catalog), now=now)
     pending = catalog.query("SELECT COUNT(*) FROM files WHERE state=?", (lc.PENDING,))[0][0]
-    enqueued = len(enqueue(settings, now=now, running=running).enqueued) if pending else 0
+    enqueued = enqueue(now) if pending else 0
     return SyncResult(at=now, outcome="ok", changes=summary.changes, enqueued=enqueued)
 
 
-def run_if_due(settings: Settings, catalog: Catalog, *, now: float | None = None,
-               running=()) -> SyncResult | None:
+def run_if_due(settings: Settings, catalog: Catalog, *, enqueue: Enqueue,
+               now: float | None = None) -> SyncResult | None:
     """The periodic task's body: sync when due and claimed; record and log the outcome.
     A catalogue or queue that cannot be used propagates (the task reports it); any other
     problem is the sync's outcome."""
@@ -113,7 +120,7 @@ def run_if_due(settings: Settings, catalog: Catalog, *, now: float | None = None
     if not due(settings, catalog, now) or not claim(settings, catalog, now):
         return None  # the read first: with sync off, the minute's check writes nothing
     try:
-        result = sync(settings, catalog, now=now, running=running)
+        result = sync(settings, catalog, enqueue=enqueue, now=now)
     except (CatalogError, QueueError):
         raise
     except ObjlibError as err:

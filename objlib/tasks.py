@@ -1,44 +1,77 @@
-"""The huey tasks. Glue only: each task calls one pipeline step and turns "not now" into a
-re-schedule. Run the workers with:
+"""The queue: huey and the tasks. The only module in objlib that imports huey. Glue only:
+each task calls one pipeline step and turns "not now" into a re-schedule. Run the workers with:
 
     huey_consumer objlib.tasks.huey -w 7            # threads (recommended flags: see workers/)
+
+``make_huey(settings)`` builds the queue of one home (its huey, its tasks); ``queue_for``
+keeps one per process and settings. The module-level ``huey`` that ``huey_consumer`` loads is
+the queue of ``Settings.load()``, read at its first use: importing this module touches no
+file. Around them, the queue's side of the commands: handing rows to tasks
+(``send_uploads``), crash recovery (``recover``, deciding with ``objlib.recovery``),
+reconcile with the live tasks (``reconcile``), the queue's depth, and the in-process consumer
+of ``objlib upload``.
 
 Task arguments are catalogue ids, never paths, objects or secrets (DESIGN invariant 9).
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from huey import SqliteHuey, crontab
+from huey.consumer import Consumer
 from huey.exceptions import RetryTask
 from huey.signals import SIGNAL_EXECUTING
 from huey.storage import SqliteStorage
 from huey.utils import normalize_time
 
-from objlib import log, pipeline
+from objlib import log, recovery
 from objlib.catalog import Catalog, open_catalog
+from objlib.catalog import lifecycle as lc
 from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
+from objlib.recovery import LiveTasks, RecoverSummary
 from objlib.settings import Settings
 from objlib.throttle import Deferred
 
+if TYPE_CHECKING:  # pipeline and reconcile import google.genai (slow): `status` needs neither
+    from objlib import pipeline
+    from objlib.reconcile import Report
+
+QUEUE_NAME = "objlib"
+
+# Work already started goes before work not started yet (huey runs higher priority first):
+# polls, removals and re-scheduled steps finish files instead of waiting behind new uploads.
+_AHEAD = 10
+# Unexpected exceptions (a bug, a catalogue locked for too long) are retried by huey a few
+# times; if they persist the row's lease runs out and recovery hands it to a new task.
+_UNEXPECTED = dict(retries=3, retry_delay=5, retry_backoff=2.0)
+
+
+# ---------------------------------------------------------------------------- the queue
+
 
 class _QueueStorage(SqliteStorage):
-    """huey's SQLite storage, touching no file until it is used: the tables are made with
-    the first connection (huey makes them in ``__init__``), and without a file name it takes
-    the queue of the home in force at that moment."""
+    """huey's SQLite storage, touching no file until it is used: the home and the tables are
+    made with the first connection (huey makes the tables in ``__init__``), from the settings
+    of its queue, which are read then."""
 
-    filename: str | None  # set by huey's __init__; None until the first connection
+    filename: str | None
 
-    def __init__(self, name: str = "objlib", filename: str | None = None, **kwargs):
-        super().__init__(name, filename=filename, create_tables=False, **kwargs)
+    def __init__(self, name: str = QUEUE_NAME, *, settings: Callable[[], Settings], **kwargs):
+        super().__init__(name, filename=None, create_tables=False, **kwargs)
+        self._settings = settings
 
     def _create_connection(self) -> sqlite3.Connection:
         if self.filename is None:
-            settings = Settings.load()
+            settings = self._settings().ensure_home()
             self.filename, self._timeout = str(settings.queue_db), settings.busy_timeout_s
         conn = super()._create_connection()
         try:
@@ -52,20 +85,42 @@ class _QueueStorage(SqliteStorage):
         return conn
 
 
-class _Huey(SqliteHuey):
-    """objlib's queue. Importing this module creates nothing; ``huey_consumer`` (through
-    ``create_consumer``) first checks the home it would serve and refuses to start with one
-    line, not a traceback, when that home cannot be served."""
+class ObjlibHuey(SqliteHuey):
+    """One home's queue: huey, with objlib's tasks registered on it (``upload_and_import``,
+    ``poll_import``, ``remove_document``, ``settle_superseded`` and the periodic
+    ``recover_stuck``, ``reconcile_store`` and ``sync_library``), the settings it serves,
+    and the per-process context its tasks use. Building one touches no file."""
 
     storage_class = _QueueStorage
 
+    def __init__(self, settings: Settings | Callable[[], Settings]):
+        self._settings_source = settings if callable(settings) else (lambda: settings)
+        self._settings: Settings | None = None
+        self._lock = threading.Lock()
+        self._running: dict[str, object] = {}  # tasks executing in this process right now
+        self._context: tuple[int, pipeline.Context] | None = None
+        self._catalog: tuple[int, Catalog] | None = None
+        self._started = False
+        super().__init__(QUEUE_NAME, results=False, settings=lambda: self.settings)
+        _register_tasks(self)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this queue serves (the lazy consumer queue reads them at first use)."""
+        if self._settings is None:
+            self._settings = self._settings_source()
+        return self._settings
+
     def create_consumer(self, **options):
+        """``huey_consumer`` first checks the home it would serve and refuses to start with
+        one line, not a traceback, when that home cannot be served."""
         try:
-            settings = Settings.load()
-            check_home(settings)
+            settings = self.settings
+            check_home(self)
         except ObjlibError as err:
             raise SystemExit(f"objlib: the consumer cannot start: {err}") from None
         log.configure_worker()
+        _import_the_steps()
         log.get_logger("objlib.worker").info("consumer serving", home=str(settings.home),
                                              pid=os.getpid())
         return super().create_consumer(**options)
@@ -75,12 +130,128 @@ class _Huey(SqliteHuey):
         with log.bind_task(task.id, task.name):
             return super().execute(task, timestamp)
 
+    # ------------------------------------------------------------ per-process state
 
-def check_home(settings: Settings) -> None:
+    def context(self) -> pipeline.Context:
+        """The tasks' context in this process, built lazily after fork (never at import)."""
+        with self._lock:
+            if self._context is None or self._context[0] != os.getpid():
+                from objlib import pipeline
+
+                self._context = (os.getpid(), pipeline.build_context(self.settings))
+            return self._context[1]
+
+    def catalog(self) -> Catalog:
+        """The catalogue alone (recovery needs no API client, hence no key)."""
+        with self._lock:
+            if self._catalog is None or self._catalog[0] != os.getpid():
+                self._catalog = (os.getpid(), open_catalog(self.settings))
+            return self._catalog[1]
+
+    def track(self, signal_name: str, task) -> None:
+        with self._lock:
+            if signal_name == SIGNAL_EXECUTING:
+                self._running[task.id] = task
+            else:
+                self._running.pop(task.id, None)
+
+    def running_here(self) -> list:
+        with self._lock:
+            return list(self._running.values())
+
+    def first_start(self) -> bool:
+        """True for the first worker started in this process."""
+        with self._lock:
+            first, self._started = not self._started, True
+            return first
+
+    # ------------------------------------------------------------ what the queue holds
+
+    def live_tasks(self) -> LiveTasks:
+        """Every task in the queue or the schedule (chained successors included), and those
+        this process is running (they are in neither, yet alive)."""
+        live = LiveTasks()
+        with queue_errors(self.settings):
+            pending, scheduled = self.pending(), self.scheduled()
+        live.waiting, live.scheduled = len(pending), len(scheduled)
+        for task in pending + scheduled + self.running_here():
+            live.add(task)
+        return live
+
+    def depth(self) -> tuple[int, int]:
+        """(waiting, scheduled)."""
+        with queue_errors(self.settings):
+            return self.pending_count(), self.scheduled_count()
+
+    def send(self, task) -> None:
+        with queue_errors(self.settings):
+            self.enqueue(task)
+
+    def upload_task(self, file_id: int, version: int):
+        """The upload of one file version with its chained poll (not yet sent: its id is
+        recorded in the row first)."""
+        return self.upload_and_import.s(file_id, version).then(self.poll_import)
+
+
+def _import_the_steps() -> None:
+    """A consumer imports the pipeline (and with it google.genai, ~1 s of CPU) once, before
+    its workers start: process workers are forked with it, instead of each importing it
+    anew (7 at once starved a loaded machine for seconds). This module imports it lazily
+    only so that ``objlib status`` can read the queue without it."""
+    from objlib import pipeline, reconcile  # noqa: F401
+
+
+_queues: dict[tuple[int, Settings], ObjlibHuey] = {}
+_queues_lock = threading.Lock()
+
+
+def make_huey(settings: Settings) -> ObjlibHuey:
+    """A new queue for ``settings`` (its file is ``settings.queue_db``, opened at first use)."""
+    return ObjlibHuey(settings)
+
+
+_KEPT_QUEUES = 8  # a process serves one home; the tests' processes go through hundreds
+
+
+def queue_for(settings: Settings) -> ObjlibHuey:
+    """This process's queue for ``settings`` (one per process and settings: the home and
+    every tunable), so that commands and in-process workers of one home share it. Past
+    ``_KEPT_QUEUES``, the least recently asked for closes its queue.db connection (huey opens
+    it again if that queue is still used)."""
+    key = (os.getpid(), settings)
+    with _queues_lock:
+        q = _queues.pop(key, None) or make_huey(settings)
+        _queues[key] = q  # the most recent last
+        while len(_queues) > _KEPT_QUEUES:
+            _queues.pop(next(iter(_queues))).storage.close()
+        return q
+
+
+@contextmanager
+def queue_errors(settings: Settings):
+    """huey's SQLite errors as a clear QueueError (the catalogue keeps everything needed).
+    Only huey's: the catalogue's own errors arrive here already as CatalogError (Catalog
+    translates every SQLite error it meets), so a damaged library.db is never blamed on
+    queue.db."""
+    path = settings.queue_db
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        raise QueueError(f"{path} is locked by another writer for more than "
+                         f"{settings.busy_timeout_s:g} s; nothing is lost — run the command "
+                         "again when it is free") from exc
+    except sqlite3.DatabaseError as exc:
+        raise QueueError(f"{path} is not a usable queue ({exc}). The catalogue is the source "
+                         "of truth: move the file away and run `objlib enqueue` to rebuild "
+                         "the queue") from exc
+
+
+def check_home(queue: ObjlibHuey) -> None:
     """The home a consumer serves is a folder it can write, with a catalogue made by
     ``objlib scan`` and a usable queue; otherwise an ObjlibError saying what to do."""
-    from objlib.queue import bind, queue_errors
-
+    settings = queue.settings
     home = settings.home
     where = ("from OBJLIB_HOME" if os.environ.get("OBJLIB_HOME")
              else "the default ./data: OBJLIB_HOME is not set")
@@ -96,50 +267,57 @@ def check_home(settings: Settings) -> None:
                            "`objlib scan LIBRARY` there first)")
     open_catalog(settings).close()
     with queue_errors(settings):
-        row = bind(settings).huey.storage.sql("PRAGMA quick_check", results=True)
+        row = queue.storage.sql("PRAGMA quick_check", results=True)
         if row[0][0] != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {row[0][0]}")
 
 
-huey = _Huey("objlib", results=False)
-
-_lock = threading.Lock()
-_context: tuple[int, pipeline.Context] | None = None
-_catalog: tuple[int, Catalog] | None = None
-
-
-def context() -> pipeline.Context:
-    """The per-process context, built lazily after fork (never at import)."""
-    global _context
-    with _lock:
-        if _context is None or _context[0] != os.getpid():
-            _context = (os.getpid(), pipeline.build_context(Settings.load()))
-        return _context[1]
+def read_depth(uri: str) -> tuple[int, int]:
+    """(waiting, scheduled) through a read-only SQLite URI: nothing is created or written
+    (``objlib status``); SQLite's errors are the caller's to word."""
+    storage = SqliteStorage(QUEUE_NAME, filename=uri, uri=True, create_tables=False,
+                            journal_mode=None)
+    try:
+        return storage.queue_size(), storage.schedule_size()
+    finally:
+        storage.close()
 
 
-def catalog() -> Catalog:
-    """The catalogue alone (recovery needs no API client, hence no key)."""
-    global _catalog
-    with _lock:
-        if _catalog is None or _catalog[0] != os.getpid():
-            _catalog = (os.getpid(), open_catalog(Settings.load()))
-        return _catalog[1]
+# ---------------------------------------------------------------------------- the tasks
 
 
-# Work already started goes before work not started yet (huey runs higher priority first):
-# polls, removals and re-scheduled steps finish files instead of waiting behind new uploads.
-_AHEAD = 10
+def _register_tasks(q: ObjlibHuey) -> None:
+    """objlib's tasks on ``q`` (their names, ``objlib.tasks.<name>``, are what queue.db
+    holds: they must not change)."""
+
+    def task(name: str, step, **options):
+        return q.task(context=True, name=name, **_UNEXPECTED, **options)(_rescheduling(q, step))
+
+    q.upload_and_import = task("upload_and_import", _upload_and_import)
+    q.poll_import = task("poll_import", _poll_import, priority=_AHEAD)
+    q.remove_document = task("remove_document", _remove_document, priority=_AHEAD)
+    q.settle_superseded = task("settle_superseded", _settle_superseded, priority=_AHEAD)
+    q.recover_stuck = q.periodic_task(crontab(minute="*"), name="recover_stuck")(
+        _reporting(q, _recover_stuck))
+    q.reconcile_store = q.periodic_task(crontab(minute="*"), name="reconcile_store")(
+        _reporting(q, _reconcile_store))
+    q.sync_library = q.periodic_task(crontab(minute="*"), name="sync_library")(
+        _reporting(q, _sync_library))
+    # Recovery in this process must not take a task that a worker here has dequeued but not
+    # yet started (it is in no queue and its lease may still name a dead process).
+    q.signal()(lambda signal_name, task, *args, **kwargs: q.track(signal_name, task))
+    q.on_startup(name="objlib_worker_started")(lambda: _worker_started(q))
 
 
-def _rescheduling(fn):
+def _rescheduling(q: ObjlibHuey, step):
     """A step that must wait raises Deferred; huey re-schedules the same task (same id,
     same chain) with that delay, ahead of new work. No worker ever sleeps on a remote
     operation."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, task=None, **kwargs):
+    @functools.wraps(step)
+    def run(*args, task=None, **kwargs):
         try:
-            return fn(*args, task=task, **kwargs)
+            return step(q, *args, task=task, **kwargs)
         except Deferred as d:
             task.priority = max(task.priority or 0, _AHEAD)
             raise RetryTask(str(d), delay=max(d.delay_s, 0.0)) from None
@@ -149,152 +327,274 @@ def _rescheduling(fn):
             # waits until the consumer is restarted with the setting right.
             log.get_logger("objlib.worker").error("cannot work: fix the setting and restart",
                                                    error=str(err))
-            raise RetryTask(str(err), delay=_operator_wait_s()) from None
+            raise RetryTask(str(err), delay=q.settings.operator_wait_s) from None
         except (CatalogError, QueueError) as err:
             # a read-only, locked, damaged or missing database is the operator's to fix, not
             # the file's: nothing is failed, and the task tries again (on a fresh connection)
             # until the fix is in
-            wait_s = _operator_wait_s()
+            wait_s = q.settings.operator_wait_s
             log.get_logger("objlib.worker").error("cannot work: the database cannot be used",
                                                    error=str(err), retry_in_s=wait_s)
             raise RetryTask(str(err), delay=wait_s) from None
 
-    return wrapper
+    return run
 
 
-def _operator_wait_s() -> float:
-    """``operator_wait_s`` of the home in force (its config may be what needs the fix)."""
-    try:
-        return Settings.load().operator_wait_s
-    except ConfigError:
-        return Settings.operator_wait_s
-
-
-def _reporting(fn):
+def _reporting(q: ObjlibHuey, job):
     """A periodic task that meets a database it cannot use says so in one line (no
     traceback); it runs again a minute later anyway."""
 
-    @functools.wraps(fn)
-    def wrapper():
+    @functools.wraps(job)
+    def run():
         try:
-            return fn()
+            return job(q)
         except (CatalogError, QueueError) as err:
             log.get_logger("objlib.worker").error("skipped: the database cannot be used",
-                                                   task=fn.__name__, error=str(err))
+                                                   task=job.__name__.lstrip("_"),
+                                                   error=str(err))
             return None
 
-    return wrapper
+    return run
 
 
-_running: dict[str, object] = {}  # tasks executing in this process right now
+def _upload_and_import(q: ObjlibHuey, file_id: int, version: int, task=None):
+    from objlib import pipeline
 
-
-@huey.signal()
-def _track_running(signal_name, task, *args, **kwargs):
-    """Recovery in this process must not take a task that a worker here has dequeued but
-    not yet started (it is in no queue and its lease may still name a dead process)."""
-    with _lock:
-        if signal_name == SIGNAL_EXECUTING:
-            _running[task.id] = task
-        else:
-            _running.pop(task.id, None)
-
-
-def running_here() -> list:
-    with _lock:
-        return list(_running.values())
-
-
-# Unexpected exceptions (a bug, a catalogue locked for too long) are retried by huey a few
-# times; if they persist the row's lease runs out and recovery hands it to a new task.
-_UNEXPECTED = dict(retries=3, retry_delay=5, retry_backoff=2.0)
-
-
-@huey.task(context=True, name="upload_and_import", **_UNEXPECTED)
-@_rescheduling
-def upload_and_import(file_id: int, version: int, task=None):
-    ctx = context()
+    ctx = q.context()
     if pipeline.upload_and_import(ctx, file_id, version, task.id):
-        _first_look_in(task, pipeline.first_look_s(ctx))
+        _first_look_in(q, task, pipeline.first_look_s(ctx))
         return (file_id, version)  # becomes the chained poll_import's arguments
     return None
 
 
-def _first_look_in(task, delay_s: float) -> None:
+def _first_look_in(q: ObjlibHuey, task, delay_s: float) -> None:
     """The chained poll_import is due when the import is expected to be done: huey puts a
     successor with an eta in its schedule (a worker that dequeues it early hands it to the
     schedule without running it), so the poll's first run is its only one when the import
     is done by then, and no run is spent just to wait."""
     if task.on_complete is not None:
-        task.on_complete.eta = normalize_time(delay=delay_s, utc=huey.utc)
+        task.on_complete.eta = normalize_time(delay=delay_s, utc=q.utc)
 
 
-@huey.task(context=True, name="poll_import", priority=_AHEAD, **_UNEXPECTED)
-@_rescheduling
-def poll_import(file_id: int | None = None, version: int | None = None, task=None):
+def _poll_import(q: ObjlibHuey, file_id: int | None = None, version: int | None = None,
+                 task=None):
     if file_id is None or version is None:  # the upload step stopped early: nothing to follow
         return None
-    for removal_id in pipeline.poll_import(context(), file_id, version, task.id):
-        remove_document(removal_id)
+    from objlib import pipeline
+
+    for removal_id in pipeline.poll_import(q.context(), file_id, version, task.id):
+        q.remove_document(removal_id)
     return None
 
 
-@huey.task(context=True, name="remove_document", priority=_AHEAD, **_UNEXPECTED)
-@_rescheduling
-def remove_document(removal_id: int, task=None):
-    pipeline.remove_document(context(), removal_id, task.id)
+def _remove_document(q: ObjlibHuey, removal_id: int, task=None):
+    from objlib import pipeline
+
+    pipeline.remove_document(q.context(), removal_id, task.id)
 
 
-@huey.task(context=True, name="settle_superseded", priority=_AHEAD, **_UNEXPECTED)
-@_rescheduling
-def settle_superseded(superseded_id: int, task=None):
+def _settle_superseded(q: ObjlibHuey, superseded_id: int, task=None):
     """The document of an import whose version was replaced meanwhile: found, then removed."""
-    for removal_id in pipeline.settle_superseded(context(), superseded_id, task.id):
-        remove_document(removal_id)
+    from objlib import pipeline
+
+    for removal_id in pipeline.settle_superseded(q.context(), superseded_id, task.id):
+        q.remove_document(removal_id)
 
 
-@huey.periodic_task(crontab(minute="*"), name="recover_stuck")
-@_reporting
-def recover_stuck():
+def _recover_stuck(q: ObjlibHuey):
     """Once a minute (on the consumer that runs periodic tasks): resume rows whose task was
     lost with a killed worker, and re-send lost document removals."""
-    from objlib.queue import recover
-
-    recover(Settings.load(), catalog(), running=running_here())
+    recover(q.settings, q.catalog(), queue=q)
 
 
-@huey.on_startup()
-def _worker_started():
-    """The first worker in the process resumes what a previous consumer left behind (its
-    dead workers' rows are recovered at once, not after a lease)."""
-    global _started
-    with _lock:
-        first, _started = not _started, True
-    if first:
-        recover_stuck.call_local()
-
-
-_started = False
-
-
-@huey.periodic_task(crontab(minute="*"), name="sync_library")
-@_reporting
-def sync_library():
-    """Off by default: with ``sync_every_minutes = N`` in config.toml, the consumer that runs
-    periodic tasks re-scans the library and enqueues what changed every N minutes."""
-    from objlib import sync
-
-    sync.run_if_due(Settings.load(), catalog(), running=running_here())
-
-
-@huey.periodic_task(crontab(minute="*"), name="reconcile_store")
-@_reporting
-def reconcile_store():
+def _reconcile_store(q: ObjlibHuey):
     """Off by default: with ``reconcile_every_minutes = N`` in config.toml, the consumer that
     runs periodic tasks reconciles the store with the catalogue (and fixes drift) every N
-    minutes, counted from the last reconcile of any kind."""
-    from objlib import reconcile
+    minutes, counted from the last reconcile of any kind. The config is read anew each time."""
+    from objlib import reconcile as rc
 
-    settings = Settings.load()
-    if reconcile.due(settings, catalog()):
-        reconcile.reconcile(settings, catalog=catalog(), fix=True)
+    settings = Settings.load(q.settings.home)
+    if rc.due(settings, q.catalog()):
+        reconcile(settings, catalog=q.catalog(), fix=True, queue=q)
+
+
+def _sync_library(q: ObjlibHuey):
+    """Off by default: with ``sync_every_minutes = N`` in config.toml, the consumer that runs
+    periodic tasks re-scans the library and enqueues what changed every N minutes. The config
+    is read anew each time."""
+    from objlib import sync
+
+    settings = Settings.load(q.settings.home)
+    catalog = q.catalog()
+    sync.run_if_due(settings, catalog,
+                    enqueue=lambda now: len(_enqueue_pending(settings, catalog, now, q)))
+
+
+def _enqueue_pending(settings: Settings, catalog: Catalog, now: float,
+                     q: ObjlibHuey) -> list[str]:
+    """What ``objlib enqueue`` does, from a consumer (its running tasks count as live): the
+    store made sure of, stuck rows recovered, every pending row handed to a task."""
+    from objlib.store import ensure_store
+
+    ensure_store(settings, catalog, None)
+    recover(settings, catalog, now=now, queue=q)
+    return send_pending(settings, catalog, now, queue=q)
+
+
+def _worker_started(q: ObjlibHuey):
+    """The first worker in the process resumes what a previous consumer left behind (its
+    dead workers' rows are recovered at once, not after a lease)."""
+    if q.first_start():
+        q.recover_stuck.call_local()
+
+
+huey = ObjlibHuey(Settings.load)
+"""The queue ``huey_consumer objlib.tasks.huey`` serves: the home of ``Settings.load()``
+(``OBJLIB_HOME`` or ./data), read when the consumer starts, not at import."""
+
+
+# ---------------------------------------------------------------------------- handing out
+
+
+def send_uploads(settings: Settings, catalog: Catalog, rows: Iterable, now: float, *,
+                 queue: ObjlibHuey | None = None) -> list[str]:
+    """Each pending row (``id``, ``version``, ``path``) becomes one upload task; the paths
+    handed out. The row first: if the send fails, recovery finds a queued row with no task
+    and hands it to a new one."""
+    q = queue or queue_for(settings)
+    sent = []
+    for row in rows:
+        task = q.upload_task(row["id"], row["version"])
+        if lc.mark_queued(catalog, row["id"], row["version"], task.id, now):
+            q.send(task)
+            sent.append(row["path"])
+    return sent
+
+
+def send_pending(settings: Settings, catalog: Catalog, now: float, *,
+                 queue: ObjlibHuey | None = None) -> list[str]:
+    """Every pending row becomes an upload task; the paths handed out."""
+    rows = catalog.query("SELECT id, version, path FROM files WHERE state=? ORDER BY id",
+                         (lc.PENDING,))
+    return send_uploads(settings, catalog, rows, now, queue=queue)
+
+
+@contextmanager
+def _exclusive(settings: Settings):
+    """One recovery at a time across processes (enqueue, periodic task, worker start-up);
+    a second one at the same moment has nothing to add and is skipped."""
+    with open(settings.ensure_home().home / "recover.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def recover(settings: Settings, catalog: Catalog, *, dry_run: bool = False,
+            now: float | None = None, queue: ObjlibHuey | None = None) -> RecoverSummary:
+    """Hand every stuck in-flight row to a new task; re-send lost removals; settle the
+    superseded imports no task follows. The decisions are ``recovery.plan``'s; tasks this
+    process is running count as live."""
+    q = queue or queue_for(settings)
+    with _exclusive(settings) as mine, queue_errors(settings):
+        if not mine:
+            return RecoverSummary()
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(lc.IN_FLIGHT))
+        rows = map(lc.FileRow.from_row,
+                   catalog.query(f"SELECT * FROM files WHERE state IN ({marks})", lc.IN_FLIGHT))
+        todo = recovery.plan(rows, lc.open_removals(catalog), lc.open_superseded(catalog),
+                             q.live_tasks(), now)
+        summary = RecoverSummary(removals=len(todo.removals), superseded=len(todo.settles))
+        for row in todo.polls:
+            if dry_run or lc.requeue(catalog, row, None, now, "poll lost"):
+                summary.polls.append(row.path)
+                if not dry_run:
+                    q.send(q.poll_import.s(row.id, row.version))
+        for row in todo.uploads:
+            task = q.upload_task(row.id, row.version)
+            if dry_run or lc.requeue(catalog, row, task.id, now, f"task lost while {row.state}"):
+                summary.requeued.append(row.path)
+                if not dry_run:
+                    q.send(task)
+        if not dry_run:
+            for removal_id in todo.removals:
+                q.send(q.remove_document.s(removal_id))
+            for superseded_id in todo.settles:
+                q.send(q.settle_superseded.s(superseded_id))
+    if summary.requeued or summary.polls:
+        log.get_logger("objlib.queue").warning("recovered stuck rows",
+                                               requeued=len(summary.requeued),
+                                               polls=len(summary.polls))
+    return summary
+
+
+def reconcile(settings: Settings, *, fix: bool = False, catalog: Catalog | None = None,
+              queue: ObjlibHuey | None = None, **options) -> Report:
+    """``reconcile.reconcile`` with this home's live tasks (a row a task holds is not stuck);
+    with ``fix``, the rows it reset go to new upload tasks and the stuck rows to recovery.
+    ``options``: those of ``reconcile.reconcile``."""
+    from objlib import reconcile as rc
+
+    q = queue or queue_for(settings)
+    own_catalog = catalog is None
+    if own_catalog:
+        rc.require_catalogue(settings)
+    catalog = catalog or open_catalog(settings)
+    try:
+        report = rc.reconcile(settings, fix=fix, catalog=catalog, live_tasks=q.live_tasks,
+                              **options)
+        if fix and report.needs_requeue:
+            sent = (send_pending(settings, catalog, report.at, queue=q)
+                    if report.reset or report.recreated else [])
+            recovered = recover(settings, catalog, now=report.at, queue=q)
+            rc.record_requeued(catalog, report, sent,
+                               set(recovered.requeued) | set(recovered.polls))
+        return report
+    finally:
+        if own_catalog:
+            catalog.close()
+
+
+# ---------------------------------------------------------------------------- in-process
+
+
+class ForegroundConsumer(Consumer):
+    """huey's consumer in the command's process (``objlib upload``), minus its signal
+    handlers: this process's Ctrl+C belongs to the run."""
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+    def threads(self) -> list:
+        return [t for _, t in self.worker_threads] + [self.scheduler]
+
+    def alive(self) -> int:
+        return sum(t.is_alive() for t in self.threads())
+
+    def ask_to_stop(self) -> None:
+        """No new task; the steps in flight go on."""
+        self.stop_flag.set()
+
+
+def start_consumer(settings: Settings, concurrency: int) -> ForegroundConsumer:
+    """``concurrency`` worker threads and a scheduler (every 1 s) for this home's queue,
+    started; polling the queue at most every 0.5 s when idle. No periodic tasks: they would
+    be left in the queue at every stop; the run's watcher calls the recovery itself."""
+    _import_the_steps()
+    consumer = ForegroundConsumer(queue_for(settings), workers=concurrency, worker_type="thread",
+                                  periodic=False, max_delay=0.5, scheduler_interval=1)
+    consumer.start()
+    return consumer
+
+
+def removals_waiting(settings: Settings) -> bool:
+    """A document removal is ready in the queue (a replaced version's old document, say)."""
+    q = queue_for(settings)
+    with queue_errors(settings):
+        return any(t.name == "remove_document" for t in q.pending())

@@ -440,7 +440,6 @@ def bench_status(args, tmp: Path) -> dict:
     rows = args.status_rows
     log(f"status: {rows} rows")
     home = tmp / "status-home"
-    os.environ["OBJLIB_HOME"] = str(home)  # objlib.tasks opens its queue from it at import
     from objlib.settings import Settings
     from objlib.status import snapshot, to_json
 

@@ -31,11 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from objlib import log, queue
-from objlib import reconcile as rc
+from objlib import log, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.emulator import Emulator
+from objlib.enqueue import ensure_store
 from objlib.gemini import metadata as gm
 from objlib.settings import Settings
 
@@ -47,7 +47,7 @@ def fake_hash(i: int) -> str:
 def plant_store(emu: Emulator, settings: Settings, count: int) -> tuple[str, list[lc.FileRow]]:
     """``count`` indexed rows, each with its one ACTIVE document."""
     catalog = open_catalog(settings)
-    store = queue.ensure_store(settings, catalog)
+    store = ensure_store(settings, catalog)
     now = time.time()
     lc.record_new_many(catalog, [
         lc.NewFile(f"Bench/file {i:05d}.txt", 1000, 0, fake_hash(i), {}, "none")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         store, rows = plant_store(emu, settings, args.documents)
         plant_s = time.perf_counter() - started
 
-        clean, clean_s, clean_calls, clean_by = measured(emu, lambda: rc.reconcile(settings))
+        clean, clean_s, clean_calls, clean_by = measured(emu, lambda: tasks.reconcile(settings))
         assert clean.drift == 0, clean.counts
 
         def cli():
@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
         planted = plant_drift(emu, store, rows, args.drift)
         fixed, fix_s, fix_calls, fix_by = measured(
-            emu, lambda: rc.reconcile(settings, fix=True))
+            emu, lambda: tasks.reconcile(settings, fix=True))
         assert {k: fixed.counts[k] for k in planted} == planted, fixed.counts
         assert not fixed.errors, fixed.errors
-        after = rc.reconcile(settings)
+        after = tasks.reconcile(settings)
         remaining = {k: v for k, v in after.counts.items() if v}
 
     figures = {

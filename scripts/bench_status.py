@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 from objlib.catalog import connect
-from objlib.queue import bind
 from objlib.settings import Settings
 from objlib.status import snapshot, to_json
+from objlib.tasks import make_huey
 from objlib.throttle import Throttle
 
 # share of rows per state (the rest is indexed)
@@ -78,14 +78,14 @@ def build(settings: Settings, rows: int, seed: int = 7) -> None:
     conn.close()
     print(f"catalogue: {rows} files, {len(history)} history rows, {rows // 20} errors")
 
-    tasks = bind(settings)
+    q = make_huey(settings)
     in_flight = [i for i, s in enumerate(states, start=1) if s in ("queued", "importing")]
     for file_id in in_flight:
         if states[file_id - 1] == "importing":
-            tasks.huey.add_schedule(tasks.poll_import.s(file_id, 1))
+            q.add_schedule(q.poll_import.s(file_id, 1))
         else:
-            tasks.huey.enqueue(tasks.upload_and_import.s(file_id, 1))
-    tasks.huey.storage.close()
+            q.enqueue(q.upload_and_import.s(file_id, 1))
+    q.storage.close()
     throttle = Throttle.from_settings(settings)
     for i in range(600):
         throttle.record(429 if i % 50 == 0 else 200, now=now - i * 0.1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+import stamina
 
 from objlib.settings import Settings
 from tests.support.processes import Consumer
@@ -21,6 +22,14 @@ def home(tmp_path, monkeypatch):
                 "OBJLIB_RPM", "OBJLIB_STORE"):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def no_retry_waits():
+    """In-process retries (``objlib.retry``, on stamina) make every attempt but do not wait
+    in the tests' own process (test_retry checks the waits)."""
+    with stamina.set_testing(True, attempts=1_000, cap=True):
+        yield
 
 
 @pytest.fixture

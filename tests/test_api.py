@@ -11,8 +11,7 @@ import typing
 
 import pytest
 
-from objlib import api
-from objlib.queue import bind
+from objlib import api, tasks
 from tests.support.disk import write_library
 
 
@@ -40,7 +39,7 @@ def test_scan_enqueue_and_status_work_on_the_home_passed_in(elsewhere, library, 
     assert isinstance(now, api.Snapshot)
     assert (now.files["queued"], now.files["pending"], now.waiting) == (2, 1, 2)
     assert now.home == str(elsewhere.absolute()) and not now.done
-    assert bind(api.settings(elsewhere)).huey.pending_count() == 2
+    assert tasks.queue_for(api.settings(elsewhere)).pending_count() == 2
     assert dict(os.environ) == environ  # nothing was put in the environment
     assert not (elsewhere.parent / "data").exists()  # and no ./data was made
 

@@ -18,7 +18,7 @@ from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
-from objlib.queue import enqueue, ensure_store, queue_depth
+from objlib.enqueue import enqueue, ensure_store, queue_depth
 from objlib.scan import scan_library
 from tests.support.catalogue import file_states
 from tests.support.disk import write_library

@@ -173,15 +173,13 @@ def test_a_catalog_opened_while_read_only_recovers_once_the_permission_is_fixed(
 def test_a_task_that_meets_a_read_only_catalogue_is_rescheduled_and_finishes_later(
         settings, library, emulator, monkeypatch):
     from objlib import tasks
-    from objlib.queue import bind, enqueue
+    from objlib.enqueue import enqueue
 
     write_library(library, 1)
     assert run("scan", str(library)).exit_code == 0
     enqueue(settings)
-    huey = bind(settings).huey
-    monkeypatch.setattr(tasks, "_context", None)  # this test's home, not an earlier one's
-    monkeypatch.setattr(tasks, "_catalog", None)
     monkeypatch.setenv("OBJLIB_POLL_FIRST_DELAY_S", "0")  # the poll looks at once
+    huey = tasks.make_huey(Settings.load())  # a consumer of this home, with that setting
     [task] = huey.pending()
     huey.dequeue()
     task_id = task.id
@@ -210,12 +208,12 @@ def test_a_task_that_meets_a_read_only_catalogue_is_rescheduled_and_finishes_lat
 
 
 def test_a_periodic_task_that_meets_an_unusable_catalogue_logs_and_carries_on(
-        settings, monkeypatch, capsys):
+        settings, capsys):
     from objlib import log, tasks
 
     log.configure(json=True)
-    monkeypatch.setattr(tasks, "_catalog", None)
     settings.library_db.write_bytes(b"")
-    tasks.recover_stuck.call_local()  # would raise (a traceback in the consumer log)
+    # would raise (a traceback in the consumer log)
+    tasks.make_huey(settings).recover_stuck.call_local()
     assert "is empty (0 bytes)" in capsys.readouterr().err
     assert settings.library_db.read_bytes() == b""

@@ -17,16 +17,15 @@ import pytest
 from click.testing import CliRunner
 from google.genai import errors, types
 
-from objlib import pipeline, queue
-from objlib import reconcile as rc
+from objlib import pipeline, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
 from objlib.emulator import PROFILES, Emulator
 from objlib.emulator.state import MAX_DOCUMENT_BYTES
+from objlib.enqueue import enqueue, ensure_store
 from objlib.failures import failures_report
 from objlib.gemini.client import GeminiClient
 from objlib.gemini.errors import StoreFull, classify
-from objlib.queue import ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Throttle
@@ -524,7 +523,7 @@ def test_an_overflowing_library_fails_the_overflow_store_full_and_indexes_the_re
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emu.base_url)
         write_library(library, 14, size=2000)
         scan_library(settings, library)
-        queue.enqueue(settings)
+        enqueue(settings)
         # When workers run the library
         consumers(workers=4, env={"GOOGLE_GEMINI_BASE_URL": emu.base_url})
         wait_for(lambda: sum(file_states(settings).get(s, 0) for s in ("indexed", "failed"))
@@ -555,7 +554,7 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", first.base_url)
         write_library(library, 40)
         scan_library(settings, library)
-        queue.enqueue(settings)
+        enqueue(settings)
         consumers(workers=7, env={"GOOGLE_GEMINI_BASE_URL": first.base_url})
         wait_for(lambda: file_states(settings).get("indexed", 0) >= 8, 60, 0.1, "some progress")
         # When the emulator stops and a new one starts from the same directory (a restart)
@@ -567,7 +566,7 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
         wait_for(lambda: file_states(settings) == {"indexed": 40}, 90, 0.2, "all indexed")
         assert len(documents(second)) == 40
         assert_converged(settings, second)
-        assert rc.reconcile(settings).drift == 0
+        assert tasks.reconcile(settings).drift == 0
     finally:
         first.stop()
         if second is not None:

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from objlib import pipeline, queue
-from objlib import reconcile as rc
+from objlib import pipeline, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
+from objlib.enqueue import enqueue, ensure_store
 from objlib.scan import scan_library
 from objlib.throttle import Deferred
 from tests.support.disk import write_library
@@ -27,7 +27,7 @@ def ctx(settings, library, emulator):
     write_library(library, 2)
     scan_library(settings, library)
     context = pipeline.build_context(settings)
-    queue.ensure_store(settings, context.catalog, context.gemini)
+    ensure_store(settings, context.catalog, context.gemini)
     yield context
     context.gemini.close()
     context.catalog.close()
@@ -157,13 +157,12 @@ def test_recovery_sends_a_settle_task_for_a_superseded_import_nobody_follows(
     scan_library(ctx.settings, library)
     entry = lc.superseded_of(ctx.catalog, old.id, old.version)
 
-    summary = queue.recover(ctx.settings, ctx.catalog)  # the chained poll was lost
+    summary = tasks.recover(ctx.settings, ctx.catalog)  # the chained poll was lost
 
     assert summary.superseded == 1
-    tasks = queue.bind(ctx.settings)
-    live = queue.live_tasks(tasks.huey)
+    live = tasks.queue_for(ctx.settings).live_tasks()
     assert entry.id in live.settles
-    assert queue.recover(ctx.settings, ctx.catalog).superseded == 0  # once is enough
+    assert tasks.recover(ctx.settings, ctx.catalog).superseded == 0  # once is enough
 
 
 @pytest.mark.slow
@@ -173,7 +172,7 @@ def test_edits_and_deletions_during_imports_leave_no_stale_document_without_reco
     emulator.configure(latency={"index": 2.0})
     paths = write_library(library, 30)
     scan_library(settings, library)
-    queue.enqueue(settings)
+    enqueue(settings)
     consumers(workers=7)
     catalog = open_catalog(settings)
     wait_for(lambda: catalog.query("SELECT COUNT(*) FROM files WHERE state=?",
@@ -185,7 +184,7 @@ def test_edits_and_deletions_during_imports_leave_no_stale_document_without_reco
         else:
             path.write_text(f"note {i}, edited while its import ran\n" * 20, encoding="utf-8")
     summary = scan_library(settings, library)
-    queue.enqueue(settings)
+    enqueue(settings)
     assert summary.changed == 20 and summary.deleted == 5
 
     # Then the store converges to one document per current file, with no reconcile run
@@ -195,5 +194,5 @@ def test_edits_and_deletions_during_imports_leave_no_stale_document_without_reco
     settled = catalog.query("SELECT outcome, COUNT(*) FROM superseded GROUP BY outcome")
     catalog.close()
     assert sum(r[1] for r in settled) >= 20
-    report = rc.reconcile(settings)
+    report = tasks.reconcile(settings)
     assert report.drift == 0, report.to_dict()

@@ -185,12 +185,12 @@ def task_ids(settings) -> set[str]:
 @pytest.mark.slow
 def test_a_real_consumer_with_a_log_file_writes_one_json_stream_there(
         settings, library, consumers, monkeypatch, tmp_path):
-    from objlib import queue
+    from objlib.enqueue import enqueue
 
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     write_library(library, 3)
     CliRunner().invoke(cli, ["scan", str(library)], catch_exceptions=False)
-    queue.enqueue(settings)
+    enqueue(settings)
     enqueued = task_ids(settings)
     log_file = tmp_path / "worker.log"
 
@@ -214,12 +214,12 @@ def test_a_real_consumer_with_a_log_file_writes_one_json_stream_there(
 @pytest.mark.slow
 def test_a_real_consumer_without_a_log_file_writes_json_lines_only_to_stderr(
         settings, library, consumers, monkeypatch):
-    from objlib import queue
+    from objlib.enqueue import enqueue
 
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     write_library(library, 1)
     CliRunner().invoke(cli, ["scan", str(library)], catch_exceptions=False)
-    queue.enqueue(settings)
+    enqueue(settings)
     # (stopped once it has worked: a SIGINT before huey sets its handlers is a raw traceback)
     consumer = consumers(workers=1)
     wait_for(lambda: file_states(settings) == {"indexed": 1}, 30, what="the file indexed")

@@ -15,12 +15,11 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from objlib import metrics
+from objlib import metrics, tasks
 from objlib import status as st
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
-from objlib.queue import bind
 from objlib.scan import scan_library
 from objlib.throttle import Throttle
 from tests.support.catalogue import move
@@ -57,10 +56,10 @@ def busy(settings, library):
         move(catalog, file_id, lc.INDEXED, NOW - 30)
     move(catalog, 5, lc.FAILED, NOW - 20)
     move(catalog, 6, lc.IMPORTING, NOW - 50)
-    huey = bind(settings).huey
+    huey = tasks.queue_for(settings)
     for file_id in (7, 8):
         move(catalog, file_id, lc.QUEUED, NOW - 10)
-        huey.enqueue(bind(settings).upload_and_import.s(file_id, 1))
+        huey.enqueue(huey.upload_and_import.s(file_id, 1))
     lc.record_attempt(catalog, 6, 1, "transient", "503", NOW - 100)
     lc.record_attempt(catalog, 6, 1, "rate_limited", "429", NOW - 90, rate_limited=True)
     lc.record_attempt(catalog, 6, 1, "rate_limited", "429", NOW - 80, rate_limited=True)

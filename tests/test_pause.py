@@ -20,10 +20,10 @@ from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
+from objlib.enqueue import enqueue, ensure_store
 from objlib.errors import ConfigError
 from objlib.gemini.client import GeminiClient
 from objlib.gemini.errors import BadApiKey, classify
-from objlib.queue import enqueue, ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Deferred, Throttle

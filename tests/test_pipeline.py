@@ -10,10 +10,10 @@ import pytest
 
 from objlib import pace, pipeline
 from objlib.catalog import lifecycle as lc
+from objlib.enqueue import ensure_store
 from objlib.errors import StoreLost
 from objlib.gemini import metadata as gm
 from objlib.gemini.errors import Permanent
-from objlib.queue import ensure_store
 from objlib.scan import scan_library
 from objlib.throttle import Deferred
 from tests.support.catalogue import queued

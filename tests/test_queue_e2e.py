@@ -14,7 +14,7 @@ import time
 import pytest
 
 from objlib.catalog import open_catalog
-from objlib.queue import enqueue, queue_depth
+from objlib.enqueue import enqueue, queue_depth
 from objlib.scan import scan_library
 from tests.support.catalogue import file_states
 from tests.support.disk import write_library

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from objlib import status
-from objlib.queue import enqueue
+from objlib.enqueue import enqueue
 from objlib.scan import scan_library
 from tests.support.catalogue import file_states
 from tests.support.disk import write_library

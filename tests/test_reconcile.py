@@ -14,11 +14,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from objlib import pipeline, queue
+from objlib import pipeline, tasks
 from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
+from objlib.enqueue import ensure_store
 from objlib.gemini import metadata as gm
 from objlib.scan import scan_library
 from objlib.settings import Settings
@@ -85,7 +86,7 @@ def indexed(settings, library, emulator):
     paths = write_library(library, FILES)
     scan_library(settings, library)
     catalog = open_catalog(settings)
-    store = queue.ensure_store(settings, catalog)
+    store = ensure_store(settings, catalog)
     catalog.close()
     run_pipeline(settings)
     paths[-1].write_text("a second version of the last note\n" * 40, encoding="utf-8")
@@ -162,7 +163,7 @@ def expected_only(expected: dict) -> dict:
 
 
 def test_a_store_that_matches_the_catalogue_has_no_drift(settings, emulator, indexed):
-    report = rc.reconcile(settings)
+    report = tasks.reconcile(settings)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
     assert report.documents == FILES and report.rows == FILES
@@ -174,7 +175,7 @@ def test_every_kind_of_drift_is_reported_exactly_and_a_dry_run_changes_nothing(
     expected = plant_every_kind(settings, emulator, indexed, library)
     before_docs, before_rows = set(documents(emulator)), rows_by_path(settings)
 
-    report = rc.reconcile(settings)
+    report = tasks.reconcile(settings)
 
     assert reported(report) == expected_only(expected)
     assert set(documents(emulator)) == before_docs
@@ -186,9 +187,9 @@ def test_fix_leaves_no_drift_and_never_touches_a_correct_document(settings, libr
                                                                   indexed):
     expected = plant_every_kind(settings, emulator, indexed, library)
 
-    fixed = rc.reconcile(settings, fix=True)
+    fixed = tasks.reconcile(settings, fix=True)
     run_pipeline(settings)  # the workers upload what was re-enqueued
-    after = rc.reconcile(settings)
+    after = tasks.reconcile(settings)
 
     assert {k: fixed.fixed[k] for k in rc.KINDS} == {
         k: 0 if k == "foreign" else len(v) for k, v in expected_only(expected).items()}
@@ -210,7 +211,7 @@ def test_include_foreign_deletes_other_catalogues_documents_only_when_asked(
     theirs = plant(emulator, indexed, file_id=1, version=1, owner="0a1b2c3d4e5f")
     nobodys = plant(emulator, indexed, owner=None)
 
-    left = rc.reconcile(settings, fix=True)
+    left = tasks.reconcile(settings, fix=True)
     assert {f.document for f in left.findings["foreign"]} == {theirs, nobodys}
     assert {theirs, nobodys} <= set(documents(emulator)) and left.clean
     usage = CliRunner().invoke(cli, ["reconcile", "--include-foreign"])
@@ -229,7 +230,7 @@ def test_a_current_document_is_never_deleted_whatever_its_metadata_says(settings
     doc = emulator.state.documents[current]
     doc.custom_metadata = gm.build_custom_metadata({"objlib_file_id": 999, "objlib_version": 0})
 
-    report = rc.reconcile(settings, fix=True)
+    report = tasks.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
     assert current in documents(emulator)
@@ -242,7 +243,7 @@ def test_a_replaced_version_awaiting_its_successor_is_not_stale(settings, librar
     row = rows_by_path(settings)[notes(0)]
     assert row.state == lc.PENDING and row.previous_document
 
-    report = rc.reconcile(settings, fix=True)
+    report = tasks.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
     assert row.previous_document in documents(emulator)
@@ -254,14 +255,14 @@ def test_the_unrecorded_document_of_a_row_in_flight_is_left_to_its_task(settings
     scan_library(settings, library)
     catalog = open_catalog(settings)
     row = lc.by_path(catalog, notes(1))
-    task = queue.bind(settings).upload_and_import.s(row.id, row.version)
+    task = tasks.queue_for(settings).upload_task(row.id, row.version)
     assert lc.mark_queued(catalog, row.id, row.version, task.id, time.time())
-    queue.bind(settings).huey.enqueue(task)  # a live task owns the row
+    tasks.queue_for(settings).send(task)  # a live task owns the row
     catalog.close()
     importing = plant(emulator, indexed, file_id=row.id, version=row.version, path=row.path,
                       state="STATE_PENDING")
 
-    report = rc.reconcile(settings, fix=True)
+    report = tasks.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
     assert importing in documents(emulator)
@@ -275,7 +276,7 @@ def test_two_files_with_the_same_content_are_not_duplicates(settings, library, e
     scan_library(settings, library)
     run_pipeline(settings)
 
-    report = rc.reconcile(settings, fix=True)
+    report = tasks.reconcile(settings, fix=True)
 
     assert report.counts == {kind: 0 for kind in rc.KINDS}
     assert len(documents(emulator)) == FILES + 1
@@ -313,7 +314,7 @@ def test_a_document_already_gone_when_fix_deletes_it_counts_as_removed(settings,
 
     from objlib.gemini.client import GeminiClient
 
-    report = rc.reconcile(settings, fix=True,
+    report = tasks.reconcile(settings, fix=True,
                           gemini=VanishingFirst(GeminiClient.from_env(settings)))
 
     assert report.fixed["orphans"] == 1 and not report.errors
@@ -328,10 +329,10 @@ def test_a_document_already_gone_when_fix_deletes_it_counts_as_removed(settings,
 
 def test_the_result_is_recorded_for_status(settings, library, emulator, indexed):
     plant(emulator, indexed)
-    rc.reconcile(settings)
+    tasks.reconcile(settings)
     catalog = open_catalog(settings)
     dry = rc.last_result(catalog)
-    rc.reconcile(settings, fix=True)
+    tasks.reconcile(settings, fix=True)
     fixed = rc.last_result(catalog)
     catalog.close()
 
@@ -383,26 +384,21 @@ def test_cli_without_a_store_says_what_to_do(settings, library, emulator):
 
 
 def test_the_periodic_reconcile_is_off_by_default_and_runs_when_due(settings, emulator,
-                                                                    indexed, monkeypatch):
+                                                                    indexed):
     from dataclasses import replace
-
-    from objlib import tasks
 
     catalog = open_catalog(settings)
     assert not rc.due(settings, catalog)
     every5 = replace(settings, reconcile_every_minutes=5)
     assert rc.due(every5, catalog)  # never ran
-    rc.reconcile(settings)
+    tasks.reconcile(settings)
     assert not rc.due(every5, catalog)
     assert rc.due(every5, catalog, now=time.time() + 5 * 60)
 
     orphan = plant(emulator, indexed)
     settings.config_file.write_text("reconcile_every_minutes = 5\n")
-    # the task opens the catalogue of this home (not one cached by an earlier test)
-    monkeypatch.setattr(tasks, "_context", None)
-    monkeypatch.setattr(tasks, "_catalog", None)
     catalog.set_meta(rc.META_KEY, json.dumps({"at": time.time() - 600}))
-    tasks.reconcile_store.call_local()
+    tasks.make_huey(settings).reconcile_store.call_local()
 
     assert rc.last_result(catalog)["fixed"]["orphans"] == 1
     assert orphan not in documents(emulator)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.cli import cli
-from objlib.queue import ensure_store
+from objlib.enqueue import ensure_store
 from objlib.scan import scan_library
 from tests.support.catalogue import queued
 

@@ -18,9 +18,10 @@ from objlib import status as st
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.cli import cli
-from objlib.queue import bind, enqueue
+from objlib.enqueue import enqueue
 from objlib.scan import scan_library
 from objlib.settings import Settings
+from objlib.tasks import QUEUE_NAME, queue_for
 from objlib.throttle import Throttle
 from objlib.views import status as view
 from objlib.views.words import ago
@@ -284,12 +285,12 @@ def test_last_reconcile_is_shown_when_present_else_never(settings, catalog):
 
 
 def test_queue_depth_is_read_from_huey_storage(settings, catalog):
-    tasks = bind(settings)
+    q = queue_for(settings)
     for file_id in ids(catalog)[:3]:
-        tasks.huey.enqueue(tasks.upload_and_import.s(file_id, 1))
-    poll = tasks.poll_import.s(1, 1)
+        q.enqueue(q.upload_and_import.s(file_id, 1))
+    poll = q.poll_import.s(1, 1)
     poll.eta = datetime.fromtimestamp(NOW + 60)
-    tasks.huey.add_schedule(poll)
+    q.add_schedule(poll)
 
     data = st.to_json(st.snapshot(settings, now=NOW))
 
@@ -297,7 +298,7 @@ def test_queue_depth_is_read_from_huey_storage(settings, catalog):
 
 
 def test_the_queue_name_is_the_one_objlib_tasks_uses(settings):
-    assert bind(settings).huey.name == st.QUEUE_NAME
+    assert queue_for(settings).name == QUEUE_NAME
 
 
 # ---------------------------------------------------------------------------- reading only

@@ -198,7 +198,8 @@ def test_workers_wait_on_a_lost_store_instead_of_failing_every_file(settings, li
 
 def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, emulator):
     from objlib import reconcile as rc
-    from objlib.queue import ensure_store
+    from objlib import tasks
+    from objlib.enqueue import ensure_store
     from objlib.scan import scan_library
     from objlib.views.status import reconcile_text
 
@@ -209,7 +210,7 @@ def test_a_failed_reconcile_is_recorded_as_failed_not_fixed(settings, library, e
     emulator.configure(faults={"unavailable": 1.0})
     try:
         with pytest.raises(GeminiError):  # (the breaker's pauses kept short)
-            rc.reconcile(dataclasses.replace(settings, breaker_cooldown_s=0.1), fix=True)
+            tasks.reconcile(dataclasses.replace(settings, breaker_cooldown_s=0.1), fix=True)
     finally:
         emulator.configure(faults={"unavailable": 0.0})
     text = reconcile_text(rc.last_result(catalog), now=time.time())
@@ -222,7 +223,7 @@ def test_a_catalogue_bound_before_display_names_were_kept_keeps_its_named_store(
         settings, library, emulator, monkeypatch):
     from dataclasses import replace
 
-    from objlib.queue import ensure_store
+    from objlib.enqueue import ensure_store
     from objlib.scan import scan_library
 
     write_library(library, 1)

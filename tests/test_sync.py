@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from objlib import sync
+from objlib import sync, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
+from objlib.enqueue import enqueue
 from objlib.errors import ConfigError
-from objlib.queue import bind
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from tests.support.catalogue import file_states, move, row_of
@@ -41,6 +41,11 @@ def catalog(every_minute, library):
     cat.close()
 
 
+def into(settings: Settings):
+    """What the consumer's periodic task gives the sync: pending rows handed to tasks."""
+    return lambda now: len(enqueue(settings, now=now).enqueued)
+
+
 @pytest.fixture
 def key(monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
@@ -50,7 +55,7 @@ def test_sync_is_off_by_default(settings, library):
     write_library(library, 1)
     scan_library(settings, library)
     catalog = open_catalog(settings)
-    assert sync.run_if_due(settings, catalog, now=NOW) is None
+    assert sync.run_if_due(settings, catalog, enqueue=into(settings), now=NOW) is None
     assert sync.last_sync(catalog) is None
     catalog.close()
 
@@ -61,25 +66,26 @@ def test_a_due_sync_scans_and_enqueues_what_changed(every_minute, catalog, libra
     (library / "Notes" / "note 0000.txt").write_text("rewritten\n" * 30)
     (library / "Notes" / "new.txt").write_text("a new note\n" * 30)
     # When the periodic task finds a sync due
-    result = sync.run_if_due(every_minute, catalog, now=NOW)
+    result = sync.run_if_due(every_minute, catalog, enqueue=into(every_minute), now=NOW)
     # Then the catalogue saw both, and every file is queued (3 never enqueued + the new one)
     assert result.outcome == "ok" and result.changes == 2 and result.enqueued == 4
-    assert bind(every_minute).huey.pending_count() == 4
+    assert tasks.queue_for(every_minute).pending_count() == 4
     assert sync.last_sync(catalog) == result.to_json()
 
 
 def test_the_next_sync_waits_for_the_interval(every_minute, catalog, emulator, key):
-    assert sync.run_if_due(every_minute, catalog, now=NOW) is not None
-    assert sync.run_if_due(every_minute, catalog, now=NOW + 30) is None
+    assert sync.run_if_due(every_minute, catalog, enqueue=into(every_minute), now=NOW) is not None
+    assert sync.run_if_due(every_minute, catalog, enqueue=into(every_minute), now=NOW + 30) is None
     assert sync.due(every_minute, catalog, now=NOW + 59.5)  # a scheduler tick early counts
-    assert sync.run_if_due(every_minute, catalog, now=NOW + 60) is not None
+    later = sync.run_if_due(every_minute, catalog, enqueue=into(every_minute), now=NOW + 60)
+    assert later is not None
 
 
 def test_an_unchanged_library_with_nothing_waiting_costs_no_request(every_minute, catalog,
                                                                    emulator):
     for file_id in (1, 2, 3):  # indexed by the workers since the last scan
         move(catalog, file_id, lc.INDEXED, NOW - 300)
-    result = sync.run_if_due(every_minute, catalog, now=NOW)
+    result = sync.run_if_due(every_minute, catalog, enqueue=into(every_minute), now=NOW)
     assert (result.outcome, result.changes, result.enqueued) == ("ok", 0, 0)
     assert emulator.stats()["total_requests"] == 0
 
@@ -98,7 +104,7 @@ def test_a_sync_the_deletion_guard_refuses_is_recorded_and_changes_nothing(
     for path in (library / "Notes").iterdir():  # the drive is not mounted
         path.unlink()
     before = [tuple(r) for r in catalog.query("SELECT * FROM files ORDER BY id")]
-    result = sync.run_if_due(every_minute, catalog, now=NOW)
+    result = sync.run_if_due(every_minute, catalog, enqueue=into(every_minute), now=NOW)
     assert result.outcome == "failed" and "scan refused" in result.error
     assert sync.last_sync(catalog)["outcome"] == "failed"
     assert [tuple(r) for r in catalog.query("SELECT * FROM files ORDER BY id")] == before
@@ -108,14 +114,11 @@ def test_a_sync_the_deletion_guard_refuses_is_recorded_and_changes_nothing(
 
 def test_the_periodic_task_syncs_through_the_consumer_s_catalogue(home, library, emulator, key,
                                                                  monkeypatch):
-    from objlib import tasks
-
     (home / "config.toml").write_text("sync_every_minutes = 1\n")
     write_library(library, 2)
     scan_library(Settings.load(home), library)
     (library / "Notes" / "new.txt").write_text("a new note\n" * 30)
-    monkeypatch.setattr(tasks, "_catalog", None)  # this test's home, not an earlier one's
-    tasks.sync_library.call_local()
+    tasks.make_huey(Settings.load(home)).sync_library.call_local()
     assert file_states(Settings.load(home)) == {"queued": 3}
 
 

@@ -12,9 +12,10 @@ import time
 
 import pytest
 
-from objlib import pipeline, queue
+from objlib import pipeline, tasks
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
+from objlib.enqueue import enqueue, ensure_store
 from objlib.scan import scan_library
 from tests.support.catalogue import row_of
 from tests.support.disk import write_library
@@ -27,7 +28,7 @@ FILES = 3
 def sync(settings, library):
     """What a user runs after changing the library."""
     summary = scan_library(settings, library)
-    queue.enqueue(settings)
+    enqueue(settings)
     return summary
 
 
@@ -140,7 +141,7 @@ def test_a_removal_survives_a_lost_task_and_a_404_counts_as_gone(settings, libra
     gone = row_of(settings, NOTE.format(1))
     (library / gone.path).unlink()
     sync(settings, library)
-    queue.bind(settings).huey.flush()
+    tasks.queue_for(settings).flush()
     catalog = open_catalog(settings)
     assert [r.document for r in lc.open_removals(catalog)] == [gone.document]
     # and whose document has already left the store (the delete will answer 404)
@@ -161,7 +162,7 @@ def test_a_file_deleted_while_it_uploads_is_not_imported(settings, library, emul
     write_library(library, 1)
     scan_library(settings, library)
     ctx = pipeline.build_context(settings)
-    queue.ensure_store(settings, ctx.catalog, ctx.gemini)
+    ensure_store(settings, ctx.catalog, ctx.gemini)
     row = lc.by_path(ctx.catalog, NOTE.format(0))
     assert lc.mark_queued(ctx.catalog, row.id, row.version, "task-1", time.time())
 

@@ -10,7 +10,7 @@ from google import genai
 from google.genai import types
 
 from objlib.catalog import open_catalog
-from objlib.queue import enqueue
+from objlib.enqueue import enqueue
 from objlib.scan import scan_library
 from scripts import sample_documents as sd
 from tests.support.catalogue import file_states

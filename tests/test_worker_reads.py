@@ -23,9 +23,9 @@ import pytest
 from objlib import pipeline
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
+from objlib.enqueue import enqueue, ensure_store
 from objlib.gemini import metadata as gm
 from objlib.gemini.errors import Gone
-from objlib.queue import enqueue, ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Deferred

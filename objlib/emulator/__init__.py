@@ -9,7 +9,8 @@ table) and ``server`` (the threaded HTTP server and ``Emulator``). Searching a s
 ``grounding`` (the answer and its grounding metadata).
 
     with Emulator(profile="instant", faults={"rate_limit": 0.1}, seed=1) as emu:
-        os.environ["GOOGLE_GEMINI_BASE_URL"] = emu.base_url
+        client = GeminiClient(api_key="emulator", base_url=emu.base_url)  # or, for objlib's
+        # processes: GOOGLE_GEMINI_BASE_URL=<emu.base_url> in their environment
 
 What it does as the real service does, and the source of each behaviour ([wire] = the SDK
 capture in ``shared/reference/gemini-wire-spec.md``; [doc] = ai.google.dev; [issue] = a public

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from google import genai
 from google.genai import types
 
+from objlib import retry
 from objlib.gemini import metadata as md
 from objlib.gemini.errors import (
     KEY_VARIABLES,
@@ -137,8 +138,10 @@ class GeminiClient:
     """
 
     def __init__(self, *, api_key: str, base_url: str | None = None, timeout_s: float = 120.0,
-                 on_request: OnRequest | None = None, on_response: OnResponse | None = None):
+                 on_request: OnRequest | None = None, on_response: OnResponse | None = None,
+                 retry_wait_s: float = 1.0, retry_wait_max_s: float = 120.0):
         register_secret(api_key)
+        self.retry_wait_s, self.retry_wait_max_s = retry_wait_s, retry_wait_max_s
         self._api_key = api_key
         self.base_url = base_url
         self.timeout_s = timeout_s
@@ -173,7 +176,8 @@ class GeminiClient:
                     "http://127.0.0.1:8765)")
             key = EMULATOR_KEY
         return cls(api_key=key, base_url=base_url, timeout_s=settings.request_timeout_s,
-                   on_request=on_request, on_response=on_response)
+                   on_request=on_request, on_response=on_response,
+                   retry_wait_s=settings.backoff_base_s, retry_wait_max_s=settings.backoff_max_s)
 
     def __repr__(self) -> str:
         return f"GeminiClient(base_url={self.base_url!r}, timeout_s={self.timeout_s})"
@@ -283,8 +287,10 @@ class GeminiClient:
                        transient_retries: int = 0) -> Iterator[Document]:
         """Every document of ``store``, page after page (one pass; oldest first). A long
         listing may ask the same page again up to ``transient_retries`` times on a transient
-        error or a 429, rather than lose every page read so far (each ask passes the
-        ``on_request`` hook, so a shared rate limit still applies)."""
+        error or a 429, rather than lose every page read so far, after the wait of the one
+        in-process retry policy (``objlib.retry``: the service's Retry-After, else backoff,
+        with jitter); each ask passes the ``on_request`` hook, so a shared rate limit still
+        applies."""
         page_size = max(1, min(page_size, PAGE_SIZE_MAX))
         for doc in self._pages("list_documents", lambda c: c.file_search_stores.documents.list(
                 parent=store, config={"page_size": page_size}), transient_retries):
@@ -383,12 +389,10 @@ class GeminiClient:
                                           transient_retries)
 
     def _call_again_if_transient(self, call: str, request: Callable, retries: int):
-        for attempt in range(retries + 1):
-            try:
-                return self._call(call, request)
-            except (Transient, RateLimited):
-                if attempt == retries:
-                    raise
+        return retry.call(lambda: self._call(call, request),
+                          retry_on=lambda exc: isinstance(exc, (Transient, RateLimited)),
+                          attempts=retries + 1, wait_initial_s=self.retry_wait_s,
+                          wait_max_s=self.retry_wait_max_s)
 
     def _delete(self, call: str, request: Callable) -> bool:
         try:

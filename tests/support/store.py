@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from objlib import reconcile as rc
+from objlib import tasks
 from tests.support.waits import wait_for
 
 ACTIVE = "STATE_ACTIVE"
@@ -113,5 +113,5 @@ def converge(settings, emu, timeout_s: float = 60.0) -> None:
     """Wait until the store matches the catalogue, then reconcile must find no drift."""
     wait_for(lambda: not unsettled(settings, emu), timeout_s, 0.1,
              "the store to match the catalogue")
-    report = rc.reconcile(settings)
+    report = tasks.reconcile(settings)
     assert report.drift == 0, report.to_dict()

@@ -1,0 +1,59 @@
+"""The queue of one home (``objlib.tasks``): built from the settings it is given, touching no
+file until it is used, one per process and settings; commands pass their settings down
+instead of writing them into the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from click.testing import CliRunner
+
+from objlib import tasks
+from objlib.cli import cli
+from objlib.settings import Settings
+from tests.support.disk import write_library
+
+
+def test_a_queue_touches_no_file_until_it_is_used(tmp_path):
+    settings = Settings.load(tmp_path / "not-yet")
+    q = tasks.make_huey(settings)
+    assert q.settings is settings and not settings.home.exists()
+    assert q.depth() == (0, 0)  # first use: the home and queue.db are made
+    assert settings.queue_db.is_file()
+
+
+def test_each_home_has_its_own_queue(tmp_path):
+    one, two = Settings.load(tmp_path / "one"), Settings.load(tmp_path / "two")
+    assert tasks.queue_for(one) is tasks.queue_for(Settings.load(tmp_path / "one"))
+    assert tasks.queue_for(one) is not tasks.queue_for(two)
+    tasks.queue_for(one).send(tasks.queue_for(one).upload_task(1, 1))
+    assert tasks.queue_for(one).depth() == (1, 0) and tasks.queue_for(two).depth() == (0, 0)
+    # other tunables, another queue (its tasks use its own settings)
+    other = dataclasses.replace(one, store_name="another store")
+    assert tasks.queue_for(other) is not tasks.queue_for(one)
+    assert tasks.queue_for(other).settings.store_name == "another store"
+
+
+def test_the_consumers_queue_reads_its_settings_at_first_use(home):
+    q = tasks.ObjlibHuey(Settings.load)  # what `huey_consumer objlib.tasks.huey` loads
+    assert q.settings.home == home  # OBJLIB_HOME of this moment, not of the import
+
+
+def test_a_command_with_home_leaves_the_environment_alone(tmp_path, library):
+    elsewhere = tmp_path / "elsewhere"
+    write_library(library, 1)
+    before = dict(os.environ)
+    result = CliRunner().invoke(cli, ["--home", str(elsewhere), "scan", str(library)])
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "library.db").is_file()
+    assert dict(os.environ) == before
+
+
+def test_a_queue_dropped_from_the_cache_still_works(tmp_path):
+    first = tasks.queue_for(Settings.load(tmp_path / "first"))
+    first.send(first.upload_task(1, 1))
+    for i in range(tasks._KEPT_QUEUES):
+        tasks.queue_for(Settings.load(tmp_path / f"home-{i}")).depth()
+    assert tasks.queue_for(Settings.load(tmp_path / "first")) is not first  # made anew
+    assert first.depth() == (1, 0)  # its connection opened again
