@@ -113,10 +113,10 @@ def test_a_real_task_run_by_huey_logs_with_its_id(restore_logging, settings):
     as_huey_consumer_would(stream)
     log.configure_worker()
     settings.library_db.write_bytes(b"")
-    tasks._catalog = None
-    task = tasks.recover_stuck.s()
+    queue = tasks.make_huey(settings)
+    task = queue.recover_stuck.s()
     # When huey executes it
-    tasks.huey.execute(task)
+    queue.execute(task)
     # Then huey's lines and objlib's error line all name the task
     lines = [line for line in json_lines(stream.getvalue()) if line.get("task_id") == task.id]
     loggers = {line["logger"] for line in lines}
