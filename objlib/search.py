@@ -20,6 +20,14 @@ to the local file it came from.
   first, else by the second; the row gives the local path, the path's metadata and the
   document recorded for the file. A passage of a document this catalogue does not know
   keeps its own metadata and no path.
+- **The page of a PDF.** When the cited file is a PDF (by its extension), it is read here
+  (pypdf, imported only then: a search of text files pays nothing), once per search however
+  many passages it gives, and the passage's page is the page where its text begins: the
+  whitespace of both normalised, the longest leading part of the passage (``PAGE_PREFIXES``
+  characters) found in the pages' text, in order (a passage spanning pages: its first page).
+  Only a file whose bytes are those of the cited document (the SHA-256 behind its display
+  name, else the catalogue's hash) is read; a file gone, changed, unreadable, or without the
+  passage gives no page, never an error.
 - **Errors**, each with its fix: no catalogue, no store yet, nothing indexed yet, the store
   lost, an unparsable filter, no API key (or a refused one), the API unreachable, a rate
   limit that does not clear.
@@ -27,6 +35,8 @@ to the local file it came from.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 import re
 import time
@@ -54,6 +64,7 @@ FILTER_HELP = ('AIP-160, e.g. course = "OPAR" AND year >= 1991 (quote text, not 
 _SHORTHAND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<|:)\s*(.+?)\s*$")
 _AIP_SYNTAX = re.compile(r"[()<>=!\"']|\b(?:AND|OR|NOT)\b")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+PAGE_PREFIXES = (200, 80, 30)  # leading characters of a passage looked for on the pages
 
 
 class SearchError(ObjlibError):
@@ -70,6 +81,7 @@ class Citation:
     metadata: dict             # the path's metadata (course, lesson, year, ...)
     text: str                  # the cited passage
     state: str | None = None   # the catalogue row's state now (indexed, deleted, ...)
+    page: int | None = None    # a PDF's page (1-based) where the passage begins
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,8 @@ def search(settings: Settings, question: str, filters=(), *, top_k: int | None =
         finally:
             for close in closers:
                 close()
-        citations = tuple(_citation(catalog, settings, i + 1, passage)
+        pages = PdfPages()
+        citations = tuple(_citation(catalog, pages, i + 1, passage)
                           for i, passage in enumerate(answer.passages))
     finally:
         catalog.close()
@@ -262,15 +275,85 @@ def _check_store(client, catalog: Catalog, store: str, err: Exception) -> None:
 # ------------------------------------------------------------------------------ citations
 
 
-def _citation(catalog: Catalog, settings: Settings, number: int, passage) -> Citation:
+def _citation(catalog: Catalog, pages: PdfPages, number: int, passage) -> Citation:
     row = _row_of(catalog, passage)
     if row is None:
         mine = {k: v for k, v in passage.custom_metadata.items() if not k.startswith("objlib_")}
         return Citation(number, None, None, None, passage.title, mine, passage.text)
     root = catalog.get_meta("library_root")
-    return Citation(number, row["path"], f"{root}/{row['path']}" if root else None,
-                    row["document"], passage.title, json.loads(row["metadata_json"] or "{}"),
-                    passage.text, row["state"])
+    absolute = f"{root}/{row['path']}" if root else None
+    page = None
+    if absolute and row["path"].lower().endswith(".pdf"):
+        page = pages.page_of(absolute, _expected_content(passage.title, row["content_hash"]),
+                             passage.text)
+    return Citation(number, row["path"], absolute, row["document"], passage.title,
+                    json.loads(row["metadata_json"] or "{}"), passage.text, row["state"], page)
+
+
+def _expected_content(title: str, content_hash: str | None):
+    """A test of a file's SHA-256 (hex): is it the cited document's content? By the raw file
+    id that is the document's display name, else by the catalogue's hash."""
+    if title.startswith("objlib-"):
+        return lambda digest: raw_file_id(digest) == title
+    return lambda digest: bool(content_hash) and digest == str(content_hash).lower()
+
+
+class PdfPages:
+    """The pages' text of the PDFs a search cites, each file read once (None: unreadable,
+    gone, or not the cited content)."""
+
+    def __init__(self):
+        self._read: dict[str, tuple[str, list[int]] | None] = {}
+
+    def page_of(self, path: str, is_cited_content, passage: str) -> int | None:
+        if path not in self._read:
+            self._read[path] = _pdf_pages(path, is_cited_content)
+        read = self._read[path]
+        return page_of(*read, passage) if read else None
+
+
+def _pdf_pages(path: str, is_cited_content) -> tuple[str, list[int]] | None:
+    """(the pages' text, whitespace normalised and joined by one space; where each page
+    starts in it), or None when the file cannot give them."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if not is_cited_content(hashlib.sha256(data).hexdigest()):
+            log.debug("search.page_skipped", path=path, reason="changed since it was indexed")
+            return None
+        from objlib import documents
+
+        text = documents.pdf_text(documents.open_pdf(documents.as_stream(data)))
+    except Exception as exc:  # gone, unreadable, damaged: the citation just has no page
+        log.debug("search.page_skipped", path=path, reason=type(exc).__name__)
+        return None
+    return pages_index(text)
+
+
+def pages_index(text: str) -> tuple[str, list[int]]:
+    """A PDF's text (pages separated by form feeds) as (the pages' text, whitespace
+    normalised, joined by one space; the offset where each page starts)."""
+    joined, starts = [], []
+    offset = 0
+    for page in text.split("\f"):
+        flat = " ".join(page.split()).casefold()
+        starts.append(offset)
+        joined.append(flat)
+        offset += len(flat) + 1
+    return " ".join(joined), starts
+
+
+def page_of(joined: str, starts: list[int], passage: str) -> int | None:
+    """The 1-based page where ``passage`` begins, by the longest of its leading parts
+    (``PAGE_PREFIXES``) found in the pages' text; None when none is."""
+    flat = " ".join(passage.split()).casefold()
+    if not flat:
+        return None
+    for length in PAGE_PREFIXES:
+        at = joined.find(flat[:length])
+        if at >= 0:
+            return bisect.bisect_right(starts, at)
+    return None
 
 
 def _row_of(catalog: Catalog, passage):
