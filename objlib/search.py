@@ -23,8 +23,10 @@ to the local file it came from.
 - **The page of a PDF.** When the cited file is a PDF (by its extension), it is read here
   (pypdf, imported only then: a search of text files pays nothing), once per search however
   many passages it gives, and the passage's page is the page where its text begins: the
-  whitespace of both normalised, the longest leading part of the passage (``PAGE_PREFIXES``
-  characters) found in the pages' text, in order (a passage spanning pages: its first page).
+  whitespace of both normalised (and case folded), where the longest leading part of the
+  passage that the pages' text holds first occurs (at least ``PAGE_MIN_CHARS``): the text
+  the service extracted may differ from pypdf's further on; a passage spanning pages gives
+  its first page.
   Only a file whose bytes are those of the cited document (the SHA-256 behind its display
   name, else the catalogue's hash) is read; a file gone, changed, unreadable, or without the
   passage gives no page, never an error.
@@ -64,7 +66,7 @@ FILTER_HELP = ('AIP-160, e.g. course = "OPAR" AND year >= 1991 (quote text, not 
 _SHORTHAND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<|:)\s*(.+?)\s*$")
 _AIP_SYNTAX = re.compile(r"[()<>=!\"']|\b(?:AND|OR|NOT)\b")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
-PAGE_PREFIXES = (200, 80, 30)  # leading characters of a passage looked for on the pages
+PAGE_MIN_CHARS = 30  # the shortest leading part of a passage taken as its place on a page
 
 
 class SearchError(ObjlibError):
@@ -344,16 +346,22 @@ def pages_index(text: str) -> tuple[str, list[int]]:
 
 
 def page_of(joined: str, starts: list[int], passage: str) -> int | None:
-    """The 1-based page where ``passage`` begins, by the longest of its leading parts
-    (``PAGE_PREFIXES``) found in the pages' text; None when none is."""
+    """The 1-based page where ``passage`` begins: where the longest leading part of it that
+    the pages' text holds (at least ``PAGE_MIN_CHARS`` characters, or all of a shorter
+    passage) first occurs; None when not even that is there. The longest, because a book
+    repeats short phrases: the whole leading part tells where this passage is."""
     flat = " ".join(passage.split()).casefold()
-    if not flat:
+    shortest = min(len(flat), PAGE_MIN_CHARS)
+    if not flat or flat[:shortest] not in joined:
         return None
-    for length in PAGE_PREFIXES:
-        at = joined.find(flat[:length])
-        if at >= 0:
-            return bisect.bisect_right(starts, at)
-    return None
+    found, missing = shortest, len(flat) + 1  # a leading part of `found` chars is there
+    while missing - found > 1:  # what matches is monotonic in length: bisect it
+        middle = (found + missing) // 2
+        if flat[:middle] in joined:
+            found = middle
+        else:
+            missing = middle
+    return bisect.bisect_right(starts, joined.find(flat[:found]))
 
 
 def _row_of(catalog: Catalog, passage):

@@ -49,6 +49,15 @@ def test_a_leading_part_is_enough_when_the_rest_differs():
     assert page_of(joined, starts, extracted_otherwise) == 3
 
 
+def test_a_phrase_a_book_repeats_is_placed_by_the_longest_leading_part_found():
+    repeated = "Reason is the faculty that identifies and integrates what the senses provide. "
+    joined, starts = index_of([repeated * 3, repeated * 2 + "Here the second page ends.",
+                               "Page three."])
+    passage = repeated + "Here the second page ends. Page three, in the service's words."
+
+    assert page_of(joined, starts, passage) == 2
+
+
 def test_a_passage_not_in_the_pages_or_an_empty_one_has_no_page():
     joined, starts = index_of(PAGES)
 
