@@ -22,11 +22,12 @@ to the local file it came from.
   keeps its own metadata and no path.
 - **The page of a PDF.** When the cited file is a PDF (by its extension), it is read here
   (pypdf, imported only then: a search of text files pays nothing), once per search however
-  many passages it gives, and the passage's page is the page where its text begins: the
-  whitespace of both normalised (and case folded), where the longest leading part of the
-  passage that the pages' text holds first occurs (at least ``PAGE_MIN_CHARS``): the text
-  the service extracted may differ from pypdf's further on; a passage spanning pages gives
-  its first page.
+  many passages it gives, and the passage's page is the page where its text begins
+  (``PageText``): the whitespace of both normalised (and case folded), the first page where
+  the whole passage is, reading pages only up to there; else, the text the service extracted
+  differing from pypdf's further on, where the longest leading part of the passage that the
+  pages hold first occurs (at least ``PAGE_MIN_CHARS``). A passage spanning pages gives its
+  first page.
   Only a file whose bytes are those of the cited document (the SHA-256 behind its display
   name, else the catalogue's hash) is read; a file gone, changed, unreadable, or without the
   passage gives no page, never an error.
@@ -42,6 +43,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from objlib.catalog import Catalog
@@ -301,22 +303,27 @@ def _expected_content(title: str, content_hash: str | None):
 
 
 class PdfPages:
-    """The pages' text of the PDFs a search cites, each file read once (None: unreadable,
-    gone, or not the cited content)."""
+    """The PDFs a search cites, each opened once and its pages read only as far as its
+    passages need (None: gone, changed, or unreadable)."""
 
     def __init__(self):
-        self._read: dict[str, tuple[str, list[int]] | None] = {}
+        self._books: dict[str, PageText | None] = {}
 
     def page_of(self, path: str, is_cited_content, passage: str) -> int | None:
-        if path not in self._read:
-            self._read[path] = _pdf_pages(path, is_cited_content)
-        read = self._read[path]
-        return page_of(*read, passage) if read else None
+        if path not in self._books:
+            self._books[path] = _open_pdf(path, is_cited_content)
+        book = self._books[path]
+        if book is None:
+            return None
+        try:
+            return book.page_of(passage)
+        except Exception as exc:  # a page pypdf cannot get through: no page, never an error
+            log.debug("search.page_skipped", path=path, reason=type(exc).__name__)
+            self._books[path] = None
+            return None
 
 
-def _pdf_pages(path: str, is_cited_content) -> tuple[str, list[int]] | None:
-    """(the pages' text, whitespace normalised and joined by one space; where each page
-    starts in it), or None when the file cannot give them."""
+def _open_pdf(path: str, is_cited_content) -> PageText | None:
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -325,44 +332,65 @@ def _pdf_pages(path: str, is_cited_content) -> tuple[str, list[int]] | None:
             return None
         from objlib import documents
 
-        text = documents.pdf_text(documents.open_pdf(documents.as_stream(data)))
+        return PageText(documents.pdf_page_texts(documents.open_pdf(documents.as_stream(data))))
     except Exception as exc:  # gone, unreadable, damaged: the citation just has no page
         log.debug("search.page_skipped", path=path, reason=type(exc).__name__)
         return None
-    return pages_index(text)
 
 
-def pages_index(text: str) -> tuple[str, list[int]]:
-    """A PDF's text (pages separated by form feeds) as (the pages' text, whitespace
-    normalised, joined by one space; the offset where each page starts)."""
-    joined, starts = [], []
-    offset = 0
-    for page in text.split("\f"):
+class PageText:
+    """The text of a document's pages, whitespace normalised and case folded, the pages
+    joined by one space, read from ``pages`` only as far as a look-up needs (pypdf takes
+    ~20 ms a page: a 300-page book is seconds)."""
+
+    def __init__(self, pages: Iterable[str]):
+        self._pages = iter(pages)
+        self._done = False
+        self.text = ""
+        self.starts: list[int] = []  # where each page begins in text
+
+    def _read_page(self) -> bool:
+        page = None if self._done else next(self._pages, None)
+        if page is None:
+            self._done = True
+            return False
         flat = " ".join(page.split()).casefold()
-        starts.append(offset)
-        joined.append(flat)
-        offset += len(flat) + 1
-    return " ".join(joined), starts
+        self.starts.append(len(self.text) + 1 if self.starts else 0)
+        self.text = f"{self.text} {flat}" if len(self.starts) > 1 else flat
+        return True
+
+    def page_of(self, passage: str) -> int | None:
+        """The 1-based page where ``passage`` begins: the first page where the whole of it
+        is (pages read up to there only), else where the longest leading part of it that
+        the pages hold first occurs (at least ``PAGE_MIN_CHARS`` characters, or all of a
+        shorter passage: a book repeats short phrases, the longest part tells where this
+        one is); None when not even that is there."""
+        flat = " ".join(passage.split()).casefold()
+        if not flat:
+            return None
+        searched = 0
+        while True:
+            at = self.text.find(flat, max(0, searched - len(flat)))
+            if at >= 0:
+                return bisect.bisect_right(self.starts, at)
+            searched = len(self.text)
+            if not self._read_page():
+                break
+        return _longest_leading_part(self.text, self.starts, flat)
 
 
-def page_of(joined: str, starts: list[int], passage: str) -> int | None:
-    """The 1-based page where ``passage`` begins: where the longest leading part of it that
-    the pages' text holds (at least ``PAGE_MIN_CHARS`` characters, or all of a shorter
-    passage) first occurs; None when not even that is there. The longest, because a book
-    repeats short phrases: the whole leading part tells where this passage is."""
-    flat = " ".join(passage.split()).casefold()
+def _longest_leading_part(text: str, starts: list[int], flat: str) -> int | None:
     shortest = min(len(flat), PAGE_MIN_CHARS)
-    if not flat or flat[:shortest] not in joined:
+    if flat[:shortest] not in text:
         return None
-    found, missing = shortest, len(flat) + 1  # a leading part of `found` chars is there
+    found, missing = shortest, len(flat)  # a leading part of `found` chars is there
     while missing - found > 1:  # what matches is monotonic in length: bisect it
         middle = (found + missing) // 2
-        if flat[:middle] in joined:
+        if flat[:middle] in text:
             found = middle
         else:
             missing = middle
-    return bisect.bisect_right(starts, joined.find(flat[:found]))
-
+    return bisect.bisect_right(starts, text.find(flat[:found]))
 
 def _row_of(catalog: Catalog, passage):
     """The catalogue row a passage came from: by objlib_file_id (if the document is this

@@ -11,7 +11,7 @@ import hashlib
 from rich.console import Console
 
 from objlib.gemini.metadata import raw_file_id
-from objlib.search import Citation, PdfPages, _expected_content, page_of, pages_index
+from objlib.search import Citation, PageText, PdfPages, _expected_content
 from objlib.views.search import citation_view
 from scripts import sample_documents as sd
 
@@ -23,46 +23,58 @@ PAGES = [
 ]
 
 
-def index_of(pages: list[str]):
-    return pages_index("\f".join(pages))
+def page_of(pages: list[str], passage: str) -> int | None:
+    return PageText(pages).page_of(passage)
 
 
 def test_the_page_is_where_the_passage_begins_whatever_its_whitespace():
-    joined, starts = index_of(PAGES)
 
-    assert page_of(joined, starts, "The lighthouse keeper measured\n every  storm") == 2
-    assert page_of(joined, starts, "THE THIRD PAGE closes the book") == 3
-    assert page_of(joined, starts, PAGES[0][:50]) == 1
+    assert page_of(PAGES, "The lighthouse keeper measured\n every  storm") == 2
+    assert page_of(PAGES, "THE THIRD PAGE closes the book") == 3
+    assert page_of(PAGES, PAGES[0][:50]) == 1
 
 
 def test_a_passage_spanning_two_pages_gives_its_first():
-    joined, starts = index_of(PAGES)
     spanning = PAGES[0][-60:] + "\n" + PAGES[1][:80]
 
-    assert page_of(joined, starts, spanning) == 1
+    assert page_of(PAGES, spanning) == 1
 
 
 def test_a_leading_part_is_enough_when_the_rest_differs():
-    joined, starts = index_of(PAGES)
     extracted_otherwise = PAGES[2][:100] + " but the service's own extraction went on differently"
 
-    assert page_of(joined, starts, extracted_otherwise) == 3
+    assert page_of(PAGES, extracted_otherwise) == 3
 
 
 def test_a_phrase_a_book_repeats_is_placed_by_the_longest_leading_part_found():
     repeated = "Reason is the faculty that identifies and integrates what the senses provide. "
-    joined, starts = index_of([repeated * 3, repeated * 2 + "Here the second page ends.",
-                               "Page three."])
+    pages = [repeated * 3, repeated * 2 + "Here the second page ends.", "Page three."]
     passage = repeated + "Here the second page ends. Page three, in the service's words."
 
-    assert page_of(joined, starts, passage) == 2
+    assert page_of(pages, passage) == 2
+
+
+def test_pages_are_read_only_as_far_as_the_passage_and_once():
+    read = []
+
+    def pages():
+        for number, text in enumerate(PAGES, 1):
+            read.append(number)
+            yield text
+
+    book = PageText(pages())
+
+    assert book.page_of("The lighthouse keeper measured every storm") == 2
+    assert read == [1, 2]
+    assert book.page_of(PAGES[0][:60]) == 1 and read == [1, 2]
+    assert book.page_of("The third page closes the book") == 3 and read == [1, 2, 3]
+    assert book.page_of("Nowhere in this book at all, not once.") is None and read == [1, 2, 3]
 
 
 def test_a_passage_not_in_the_pages_or_an_empty_one_has_no_page():
-    joined, starts = index_of(PAGES)
 
-    assert page_of(joined, starts, "A sentence that no page of this book holds at all.") is None
-    assert page_of(joined, starts, " \n ") is None
+    assert page_of(PAGES, "A sentence that no page of this book holds at all.") is None
+    assert page_of(PAGES, " \n ") is None
 
 
 def write_pdf(path, pages=PAGES) -> str:
