@@ -30,6 +30,7 @@ from objlib.queue import ensure_store
 from objlib.scan import scan_library
 from objlib.settings import Settings
 from objlib.throttle import Throttle
+from scripts import sample_documents as sd
 from tests.support.catalogue import file_states
 from tests.support.disk import write_library
 from tests.support.sdk import META, make_client, raw, upload
@@ -306,9 +307,11 @@ def test_an_unsupported_type_is_refused_on_import_and_on_store_upload(client, mi
 
 def test_text_and_document_types_are_indexed(client):
     store = client.file_search_stores.create(config={"display_name": "types"})
+    pdf = sd.pdf_bytes(["A page of a real PDF."])  # the emulator reads a PDF's text now
     for mime_type in ("text/plain", "text/markdown", "application/pdf", "text/csv"):
+        data = pdf if mime_type == "application/pdf" else b"some text"
         op = client.file_search_stores.upload_to_file_search_store(
-            file_search_store_name=store.name, file=io.BytesIO(b"%PDF or text"),
+            file_search_store_name=store.name, file=io.BytesIO(data),
             config={"mime_type": mime_type})
         assert finished(client, op).error is None
 
