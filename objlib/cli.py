@@ -25,6 +25,15 @@ def _fail_cleanly(fn):
     return wrapper
 
 
+EXIT_INTERRUPTED = 130  # Ctrl+C before the work was done (128 + SIGINT, as shells report it)
+
+
+def _echo_json(data) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2))
+
+
 def settings_of(ctx: click.Context) -> Settings:
     settings = ctx.find_object(Settings)
     assert settings is not None, "the group callback sets ctx.obj"
@@ -45,13 +54,17 @@ def cli(ctx: click.Context, home: str | None, log_json: bool | None) -> None:
     \b
     Example:
         objlib scan ~/library && objlib enqueue && huey_consumer objlib.tasks.huey -w 7
+
+    Every command exits 0 on success, 1 when it stops with a message (no catalogue, a
+    refused key, a database it cannot use, ...) and 2 on bad usage; each command's --help
+    lists its own exit codes.
     """
     from objlib import log
 
     settings = Settings.load(home, log_json=log_json)
     # worker processes and the queue module read the same home from the environment
     os.environ["OBJLIB_HOME"] = str(settings.home)
-    log.configure(json=settings.log_json)
+    log.configure_lazily(json=settings.log_json)  # applied by the first event: none, no cost
     ctx.obj = settings
 
 
@@ -59,9 +72,10 @@ def cli(ctx: click.Context, home: str | None, log_json: bool | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Enqueue at most N pending files.")
 @click.option("--dry-run", is_flag=True, help="Show what would be enqueued; change nothing.")
 @click.option("--retry-failed", is_flag=True, help="Put failed files back in the queue first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (counts).")
 @click.pass_context
 @_fail_cleanly
-def enqueue(ctx, limit, dry_run, retry_failed):
+def enqueue(ctx, limit, dry_run, retry_failed, as_json):
     """Turn every file that needs work into a queued task (twice is harmless).
 
     Also resumes files whose task was lost with a killed worker, and schedules the removal
@@ -70,10 +84,20 @@ def enqueue(ctx, limit, dry_run, retry_failed):
     \b
     Example:
         objlib enqueue --limit 100 && huey_consumer objlib.tasks.huey -w 7
+
+    \b
+    Exit codes:
+      0    enqueued (or, with --dry-run, counted) what needs work
+      1    stopped with a message: no catalogue, a key or store problem, a database that
+           cannot be used (running it again is harmless)
+      2    bad usage: an unknown option, or options that do not go together
     """
     from objlib.queue import enqueue as run_enqueue
 
     s = run_enqueue(settings_of(ctx), limit=limit, dry_run=dry_run, retry_failed=retry_failed)
+    if as_json:
+        _echo_json(s.to_json())
+        return
     verb = "would enqueue" if s.dry_run else "enqueued"
     click.echo(f"store: {s.store or '(created on the first real run)'}")
     click.echo(f"{verb} {len(s.enqueued)} file(s)"
@@ -104,6 +128,13 @@ def worker(ctx, workers, worker_type, no_periodic):
     \b
     Example:
         objlib worker -w 7
+
+    \b
+    Exit codes (huey_consumer's, which this command becomes):
+      0    stopped by SIGINT/SIGTERM after the in-flight tasks
+      1    refused to start: no catalogue in the home, a home it cannot write, a queue it
+           cannot use (one line on stderr says which and what to do)
+      2    bad usage: an unknown option, or options that do not go together
     """
     import sys
 
@@ -145,6 +176,12 @@ def emulator(host, port, profile, latency, fault, rpm, seed, api_keys, storage_l
     Example:
         objlib emulator --profile realistic --fault rate_limit=0.05 --rpm 600 --seed 7
         objlib emulator --state-dir ~/.objlib-emulator --storage-limit-bytes 10000000000
+
+    \b
+    Exit codes:
+      0    stopped by Ctrl+C
+      1    cannot listen on the address, or cannot use --state-dir
+      2    bad usage: an unknown option, or options that do not go together
     """
     from objlib.emulator import FAULT_KINDS, LATENCY_STEPS, Emulator, parse_knobs
 
@@ -176,9 +213,10 @@ def emulator(host, port, profile, latency, fault, rpm, seed, api_keys, storage_l
 @click.option("--max-delete", type=click.IntRange(min=0), metavar="N",
               help="Accept up to N deleted files this time (default: the settings' "
                    "max_delete and max_delete_percent).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.pass_context
 @_fail_cleanly
-def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete):
+def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete, as_json):
     """Walk LIBRARY_DIR and bring the catalogue up to date: new, changed, deleted files.
 
     Unchanged files (same size and mtime) are not read again; files that cannot be uploaded
@@ -188,7 +226,15 @@ def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete):
 
     \b
     Example:
-        objlib scan ~/library --dry-run && objlib scan ~/library
+        objlib scan ~/library --dry-run && objlib scan ~/library --json
+
+    \b
+    Exit codes:
+      0    the catalogue is up to date (with --dry-run: nothing written; "refused" in the
+           JSON says whether the real scan would be refused)
+      1    refused by the deletion guard (nothing recorded), or stopped with a message: a
+           library folder that cannot be read, another library's catalogue, a bad setting
+      2    bad usage: an unknown option, or options that do not go together
     """
     from rich.console import Console
 
@@ -201,7 +247,10 @@ def scan(ctx, library_dir, dry_run, allow_mass_delete, max_delete):
     with hashing_progress() as progress:
         summary = scan_library(settings_of(ctx), library_dir, dry_run=dry_run, progress=progress,
                                max_delete=max_delete, allow_mass_delete=allow_mass_delete)
-    Console().print(summary_table(summary))
+    if as_json:
+        _echo_json(summary.to_json())
+    else:
+        Console().print(summary_table(summary))
 
 
 @cli.command()
@@ -221,6 +270,14 @@ def status(ctx, as_json, watch, until_done, interval_s):
     \b
     Example:
         objlib status --watch --until-done && objlib status --json
+
+    \b
+    Exit codes:
+      0    the snapshot was shown; with --watch --until-done: all done, no file failed
+      1    with --watch --until-done: done, but some files failed (objlib failures);
+           otherwise no catalogue, or a database that cannot be read
+      2    bad usage: an unknown option, or options that do not go together
+      130  with --watch --until-done: Ctrl+C before the work was done
     """
     import json
 
@@ -234,7 +291,9 @@ def status(ctx, as_json, watch, until_done, interval_s):
     if until_done and not watch:
         raise click.UsageError("--until-done goes with --watch")
     if watch:
-        view.watch(settings_of(ctx), interval_s=interval_s, until_done=until_done)
+        last = view.watch(settings_of(ctx), interval_s=interval_s, until_done=until_done)
+        if until_done:
+            ctx.exit(EXIT_INTERRUPTED if not last.done else 1 if last.files["failed"] else 0)
     elif as_json:
         click.echo(json.dumps(st.to_json(st.snapshot(settings_of(ctx))), indent=2))
     else:
@@ -255,6 +314,12 @@ def failures(ctx, as_json, error_class, skipped):
     \b
     Example:
         objlib failures --class transient && objlib enqueue --retry-failed
+
+    \b
+    Exit codes:
+      0    the report was shown (whether or not any file failed)
+      1    no catalogue, or a database that cannot be read
+      2    bad usage: an unknown option, or options that do not go together
     """
     import json
     import time
@@ -295,6 +360,13 @@ def reconcile(ctx, fix, include_foreign, as_json):
     \b
     Example:
         objlib reconcile && objlib reconcile --fix --json > reconcile.json
+
+    \b
+    Exit codes (a dry run is the check: scripts can test it):
+      0    nothing left to repair: no drift (or --fix repaired all of it)
+      1    drift found and left (a dry run), not all of it repaired, the store gone, or
+           stopped with a message (a key or store problem, a database that cannot be used)
+      2    bad usage: an unknown option, or options that do not go together
     """
     import json
 
@@ -352,6 +424,45 @@ def search(ctx, question, filters, top_k, model, as_json):
 
 
 @cli.command()
+@click.option("--serve", "port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve /metrics on PORT until Ctrl+C or SIGTERM (0: any free port), a fresh "
+                   "snapshot per scrape, instead of printing once.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="With --serve: the address to listen on.")
+@click.pass_context
+@_fail_cleanly
+def metrics(ctx, port, host):
+    """The status snapshot as OpenMetrics text, for Prometheus or any scraper: files per
+    state, queue depth, throughput, ETA, errors by class, breaker state, requests and 429s
+    in the last minute (the names: docs/operations.md).
+
+    \b
+    Example:
+        objlib metrics | grep objlib_files
+        objlib metrics --serve 9464    # scrape http://127.0.0.1:9464/metrics
+
+    \b
+    Exit codes:
+      0    printed; with --serve: stopped by Ctrl+C or SIGTERM
+      1    no catalogue, a database that cannot be read, or a port that cannot be taken
+      2    bad usage: an unknown option, or options that do not go together
+    """
+    from objlib import metrics as m
+    from objlib.status import snapshot
+
+    if port is None:
+        if ctx.get_parameter_source("host") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--host goes with --serve")
+        click.echo(m.exposition(snapshot(settings_of(ctx))), nl=False)
+        return
+    try:
+        m.serve_until_stopped(settings_of(ctx), port, host, lambda url: click.echo(
+            f"serving metrics on {url}; Ctrl+C to stop"))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+
+
+@cli.command()
 @click.option("-s", "--store", metavar="NAME", help="Store display name for this run "
               "(default: store_name from the settings).")
 @click.option("-b", "--batch-size", default=150, show_default=True, type=click.IntRange(min=1),
@@ -360,12 +471,13 @@ def search(ctx, question, filters, top_k, model, as_json):
               help="Worker threads in this process.")
 @click.option("--dry-run", is_flag=True,
               help="Count what would be uploaded and list the first 20; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the run, the "
+              "library after it) instead of the summary; the progress goes to stderr.")
 @click.pass_context
 @_fail_cleanly
-def upload(ctx, store, batch_size, concurrency, dry_run):
+def upload(ctx, store, batch_size, concurrency, dry_run, as_json):
     """Do the whole job in the foreground: enqueue what needs work, run the workers in this
-    process with live progress, stop them, print a summary. Exit code 0 only if nothing
-    failed (1: some files failed; 130: interrupted).
+    process with live progress, stop them, print a summary.
 
     Ctrl+C stops after the steps in flight; twice, at once. Either way, running it again
     continues where it stopped. Consumers already running share the work.
@@ -373,6 +485,14 @@ def upload(ctx, store, batch_size, concurrency, dry_run):
     \b
     Example:
         objlib scan ~/library && objlib upload --dry-run && objlib upload -n 7
+
+    \b
+    Exit codes:
+      0    every file of the run indexed (with --dry-run: the plan was shown)
+      1    some files failed (objlib failures), or stopped with a message before the run
+           (no catalogue, a key or store problem)
+      2    bad usage: an unknown option, or options that do not go together
+      130  interrupted (Ctrl+C): running it again continues where it stopped
     """
     import dataclasses
 
@@ -385,12 +505,19 @@ def upload(ctx, store, batch_size, concurrency, dry_run):
     if store:
         settings = dataclasses.replace(settings, store_name=store)
         os.environ["OBJLIB_STORE"] = store  # the worker threads load their settings anew
-    console = Console()
+    console = Console(stderr=as_json)
     if dry_run:
-        console.print(view.plan_view(foreground.plan(settings)))
+        plan = foreground.plan(settings)
+        if as_json:
+            _echo_json(dataclasses.asdict(plan))
+        else:
+            console.print(view.plan_view(plan))
         return
     result = foreground.upload(settings, concurrency=concurrency, batch_size=batch_size,
                                view=view.progress_view(console))
-    console.print(view.summary_panel(result))
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        console.print(view.summary_panel(result))
     foreground.exit_now(result)
     ctx.exit(result.exit_code)

@@ -158,18 +158,12 @@ def removals_waiting(settings: Settings) -> bool:
 
 
 def _log_to_file(settings: Settings) -> Path:
-    """Worker logs (JSON lines, structlog and huey's own) go to OBJLIB_HOME/logs/upload.log,
-    not over the progress view."""
+    """Worker logs (JSON lines, structlog's and huey's own in one stream) go to
+    OBJLIB_HOME/logs/upload.log, not over the progress view."""
     path = settings.home / "logs" / "upload.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     stream = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 — lives as long as the process
-    log.configure(json=True, stream=stream)
-    huey_log = logging.getLogger("huey")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    huey_log.handlers = [handler]
-    huey_log.setLevel(logging.INFO)
-    huey_log.propagate = False
+    log.configure(json=True, handlers=[logging.StreamHandler(stream)], quiet_huey=False)
     return path
 
 
@@ -188,6 +182,12 @@ class RunResult:
         if self.run["outcome"] != runs.DONE:
             return EXIT_INTERRUPTED
         return EXIT_FAILED if self.run["failed"] else EXIT_OK
+
+    def to_json(self) -> dict:
+        """The stable ``objlib upload --json`` shape (a test pins the keys): the run (as
+        ``objlib status`` shows it), the whole library after it, the log, the exit code."""
+        return {"exit_code": self.exit_code, "run": self.run,
+                "library": status.to_json(self.library), "log_path": str(self.log_path)}
 
 
 class ProgressView(Protocol):

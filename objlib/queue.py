@@ -215,22 +215,33 @@ class EnqueueSummary:
     remaining: int  # pending rows left out by --limit
     dry_run: bool
 
+    def to_json(self) -> dict:
+        """The stable ``objlib enqueue --json`` shape (a test pins the keys)."""
+        r = self.recovered
+        return {"store": self.store, "dry_run": self.dry_run, "enqueued": len(self.enqueued),
+                "remaining": self.remaining, "retried_failed": self.retried_failed,
+                "recovered": {"requeued": len(r.requeued), "polls": len(r.polls),
+                              "removals": r.removals, "superseded": r.superseded}}
+
 
 def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = False,
-            retry_failed: bool = False, gemini=None, now: float | None = None) -> EnqueueSummary:
-    """Every row that needs work becomes one task per file version (twice is harmless)."""
+            retry_failed: bool = False, gemini=None, now: float | None = None,
+            running=()) -> EnqueueSummary:
+    """Every row that needs work becomes one task per file version (twice is harmless).
+    ``running``: tasks the calling process is executing (a consumer's own periodic sync)."""
     now = time.time() if now is None else now
     if not settings.library_db.exists():
         raise CatalogError(f"no catalogue in {settings.home} yet: run `objlib scan LIBRARY` "
                            "first (or point --home / OBJLIB_HOME at the right folder)")
     catalog = open_catalog(settings)
     try:
-        return _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now)
+        return _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now, running)
     finally:
         catalog.close()
 
 
-def _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now) -> EnqueueSummary:
+def _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now,
+             running=()) -> EnqueueSummary:
     store = catalog.get_meta("store")
     if not dry_run:
         store = ensure_store(settings, catalog, gemini)
@@ -239,7 +250,7 @@ def _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now) -> En
         retried = (len(catalog.query("SELECT id FROM files WHERE state=?", (lc.FAILED,)))
                    if dry_run else lc.retry_failed(catalog, now))
     tasks = bind(settings)
-    recovered = recover(settings, catalog, dry_run=dry_run, now=now)
+    recovered = recover(settings, catalog, dry_run=dry_run, now=now, running=running)
     pending = catalog.query("SELECT id, version, path FROM files WHERE state=? ORDER BY id",
                             (lc.PENDING,))
     chosen = pending if limit is None else pending[:limit]

@@ -62,6 +62,9 @@ class Settings:
     operator_wait_s: float = 60.0
     # a worker runs `objlib reconcile --fix` this often (0 = never; long runs may set it)
     reconcile_every_minutes: int = 0
+    # the consumer that runs periodic tasks re-scans the library and enqueues what changed
+    # this often (0 = off); checked once a minute, so fractions only matter in tests
+    sync_every_minutes: float = 0.0
     # the deletion guard: a scan that would mark more files deleted than this (or more than
     # this share of the catalogue, above a floor of 10 files) records nothing and asks
     max_delete: int = 50
@@ -113,6 +116,7 @@ _ENV = {
     "OBJLIB_OPERATOR_WAIT_S": "operator_wait_s",
     "OBJLIB_MAX_DELETE": "max_delete",
     "OBJLIB_MAX_DELETE_PERCENT": "max_delete_percent",
+    "OBJLIB_SYNC_EVERY_MINUTES": "sync_every_minutes",
 }
 
 
@@ -244,6 +248,7 @@ RANGES: dict[str, _Range] = {
     "busy_timeout_s": _DURATION,
     "operator_wait_s": _DURATION,
     "reconcile_every_minutes": _Range(0, note="0 = never"),
+    "sync_every_minutes": _Range(0, note="0 = off"),
     "max_delete": _Range(0, note="0 = refuse any deletion"),
     "max_delete_percent": _Range(0, 100, low_open=True),
 }

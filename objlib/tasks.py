@@ -13,7 +13,6 @@ import os
 import sqlite3
 import threading
 
-import structlog
 from huey import SqliteHuey, crontab
 from huey.exceptions import RetryTask
 from huey.signals import SIGNAL_EXECUTING
@@ -66,11 +65,15 @@ class _Huey(SqliteHuey):
             check_home(settings)
         except ObjlibError as err:
             raise SystemExit(f"objlib: the consumer cannot start: {err}") from None
-        if not structlog.is_configured():
-            log.configure(json=True)
+        log.configure_worker()
         log.get_logger("objlib.worker").info("consumer serving", home=str(settings.home),
                                              pid=os.getpid())
         return super().create_consumer(**options)
+
+    def execute(self, task, timestamp=None):
+        """Every line logged while the task runs (huey's own included) names it."""
+        with log.bind_task(task.id, task.name):
+            return super().execute(task, timestamp)
 
 
 def check_home(settings: Settings) -> None:
@@ -262,18 +265,26 @@ def recover_stuck():
 
 @huey.on_startup()
 def _worker_started():
-    """Each worker: JSON logs; the first one in the process also resumes what a previous
-    consumer left behind (its dead workers' rows are recovered at once, not after a lease)."""
+    """The first worker in the process resumes what a previous consumer left behind (its
+    dead workers' rows are recovered at once, not after a lease)."""
     global _started
     with _lock:
         first, _started = not _started, True
-    if not structlog.is_configured():
-        log.configure(json=True)
     if first:
         recover_stuck.call_local()
 
 
 _started = False
+
+
+@huey.periodic_task(crontab(minute="*"), name="sync_library")
+@_reporting
+def sync_library():
+    """Off by default: with ``sync_every_minutes = N`` in config.toml, the consumer that runs
+    periodic tasks re-scans the library and enqueues what changed every N minutes."""
+    from objlib import sync
+
+    sync.run_if_due(Settings.load(), catalog(), running=running_here())
 
 
 @huey.periodic_task(crontab(minute="*"), name="reconcile_store")

@@ -111,6 +111,7 @@ class ThrottleState:
     throttled_last_60s: int
     limit_per_minute: int
     adaptive_per_minute: float | None = None  # the pace adapted to 429s, when one is in force
+    rate_limited_last_60s: int = 0  # the 429s among throttled_last_60s
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,16 @@ class Throttle:
             breaker=state,
             breaker_open_for_s=max(0.0, (open_until or 0) - now) if state == "open" else 0.0,
             breaker_trips=trips, requests_last_60s=requests, throttled_last_60s=n429,
-            limit_per_minute=self.limit, adaptive_per_minute=self._adaptive_or_none(conn))
+            limit_per_minute=self.limit, adaptive_per_minute=self._adaptive_or_none(conn),
+            rate_limited_last_60s=self._429s_since(conn, int(now) - 60))
+
+    @staticmethod
+    def _429s_since(conn: sqlite3.Connection, second: int) -> int:
+        try:
+            return conn.execute("SELECT COALESCE(SUM(limited), 0) FROM buckets WHERE second > ?",
+                                (second,)).fetchone()[0]
+        except sqlite3.OperationalError:  # read-only, from before 429s were counted apart
+            return 0
 
     @staticmethod
     def _adaptive_or_none(conn: sqlite3.Connection) -> float | None:

@@ -44,9 +44,10 @@ def consumers(tmp_path, home, emulator):
     (whole process group) at the end."""
     started: list[Consumer] = []
 
-    def start(workers: int = 7, extra_args=(), env=None) -> Consumer:
+    def start(workers: int = 7, extra_args=(), env=None, launcher=None) -> Consumer:
         c = Consumer(home, tmp_path / f"consumer-{len(started)}.log", workers, extra_args,
-                     {"GOOGLE_GEMINI_BASE_URL": emulator.base_url, **(env or {})})
+                     {"GOOGLE_GEMINI_BASE_URL": emulator.base_url, **(env or {})},
+                     **({"launcher": launcher} if launcher else {}))
         started.append(c)
         return c
 

@@ -24,6 +24,7 @@ from objlib.settings import Settings
 from objlib.throttle import Throttle
 from objlib.views import status as view
 from objlib.views.words import ago
+from tests.support.catalogue import move
 from tests.support.disk import write_library
 from tests.support.waits import wait_for
 
@@ -63,26 +64,6 @@ def catalog(settings, library):
 
 def ids(catalog) -> list[int]:
     return [r["id"] for r in catalog.query("SELECT id FROM files ORDER BY id")]
-
-
-def move(catalog, file_id: int, to: str, now: float) -> None:
-    """Walk a pending row through the real lifecycle up to state ``to``, all at ``now``."""
-    task = f"task-{file_id}"
-    steps = {
-        lc.QUEUED: lambda: lc.mark_queued(catalog, file_id, 1, task, now),
-        lc.UPLOADING: lambda: lc.claim(catalog, file_id, 1, task, now, 300.0, "host:1"),
-        lc.IMPORTING: lambda: lc.record_operation(catalog, file_id, 1, task, f"op/{file_id}",
-                                                  now, now + 900, 300.0),
-        lc.INDEXED: lambda: lc.mark_indexed(catalog, file_id, 1, f"doc/{file_id}", now),
-    }
-    if to == lc.FAILED:
-        move(catalog, file_id, lc.UPLOADING, now)
-        assert lc.mark_failed(catalog, file_id, 1, "permanent", "refused", now)
-        return
-    for state in steps:
-        assert steps[state](), f"{file_id} -> {state}"
-        if state == to:
-            return
 
 
 # ---------------------------------------------------------------------------- the JSON shape

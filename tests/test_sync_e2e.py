@@ -13,22 +13,15 @@ import time
 import pytest
 
 from objlib import pipeline, queue
-from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
 from objlib.catalog import open_catalog
 from objlib.scan import scan_library
+from tests.support.catalogue import row_of
 from tests.support.disk import write_library
-from tests.support.store import documents, unsettled
+from tests.support.store import converge, documents
 from tests.support.waits import wait_for
 
 FILES = 3
-
-
-def converge(settings, emu, timeout_s: float = 60.0) -> None:
-    wait_for(lambda: not unsettled(settings, emu), timeout_s, 0.1,
-             "the store to match the catalogue")
-    report = rc.reconcile(settings)
-    assert report.drift == 0, report.to_dict()
 
 
 def sync(settings, library):
@@ -36,14 +29,6 @@ def sync(settings, library):
     summary = scan_library(settings, library)
     queue.enqueue(settings)
     return summary
-
-
-def row_of(settings, path: str) -> lc.FileRow:
-    catalog = open_catalog(settings)
-    try:
-        return lc.by_path(catalog, path)
-    finally:
-        catalog.close()
 
 
 def sha256(text: str) -> str:

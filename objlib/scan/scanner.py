@@ -113,6 +113,18 @@ class ScanSummary:
         out += [(f"  {reason}", n) for reason, n in sorted(self.skipped.items())]
         return out
 
+    def to_json(self) -> dict:
+        """The stable ``objlib scan --json`` shape (a test pins the keys)."""
+        return {"root": self.root, "dry_run": self.dry_run, "new": self.new,
+                "changed": self.changed, "unchanged": self.unchanged, "touched": self.touched,
+                "restored": self.restored, "deleted": self.deleted,
+                "renamed": [{"from": old, "to": new} for old, new in self.renamed],
+                "skipped": {"total": self.skipped_total,
+                            "by_reason": dict(sorted(self.skipped.items()))},
+                "changes": self.changes, "refused": self.refused, "warnings": list(self.warnings),
+                "files_found": self.files, "read_files": self.read_files,
+                "read_bytes": self.read_bytes, "elapsed_s": round(self.elapsed_s, 3)}
+
 
 def scan_library(settings: Settings, root: str | os.PathLike, *, dry_run: bool = False,
                  progress: ProgressFn | None = None, hash_workers: int | None = None,

@@ -191,8 +191,9 @@ class Consumer(Child):
     """A real ``huey_consumer objlib.tasks.huey`` for the objlib home ``home`` (polling the
     queue every 0.5 s at most), its output in ``log_path``."""
 
-    def __init__(self, home: Path, log_path: Path, workers: int = 7, extra_args=(), env=None):
-        argv = [PYTHON, "-m", "huey.bin.huey_consumer", "objlib.tasks.huey",
+    def __init__(self, home: Path, log_path: Path, workers: int = 7, extra_args=(), env=None,
+                 launcher=("-m", "huey.bin.huey_consumer")):
+        argv = [PYTHON, *launcher, "objlib.tasks.huey",
                 "-w", str(workers), "-m", "0.5", *extra_args]
         super().__init__(argv, env={"OBJLIB_HOME": str(home), **(env or {})}, log_path=log_path)
 

@@ -18,6 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from objlib import reconcile as rc
+from tests.support.waits import wait_for
+
 ACTIVE = "STATE_ACTIVE"
 
 
@@ -104,3 +107,11 @@ def unsettled(settings, source) -> list[str]:
              if r["state"] not in ("indexed", "deleted")]
     found += [f"removal of {r['document']} still open" for r in open_removals]
     return found + compare(rows, documents(source).values()).problems()
+
+
+def converge(settings, emu, timeout_s: float = 60.0) -> None:
+    """Wait until the store matches the catalogue, then reconcile must find no drift."""
+    wait_for(lambda: not unsettled(settings, emu), timeout_s, 0.1,
+             "the store to match the catalogue")
+    report = rc.reconcile(settings)
+    assert report.drift == 0, report.to_dict()
