@@ -8,7 +8,8 @@ LOWEST_VENV  ?= .venv-lowest
 LOWEST_LOCK  := requirements-lowest.lock
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 # Lockfiles are installed with uv, pinned: pip took ~5 min here for the ~45 pinned packages
-# (an index round trip each), uv 15 s with a cold cache.
+# (an index round trip each), uv 15 s with a cold cache. Bytecode is compiled at install, as
+# pip does: otherwise the first consumers of a parallel test run each compile google-genai.
 UV_VERSION := 0.13.9
 COMPILE = $(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11
 
@@ -18,7 +19,7 @@ COMPILE = $(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-vers
 define install_locked
 	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
 	test -x $(1)/bin/uv || $(1)/bin/python -m pip install --quiet uv==$(UV_VERSION)
-	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -r $(2)
+	$(1)/bin/uv pip install --quiet --compile-bytecode --python $(1)/bin/python -r $(2)
 	$(1)/bin/uv pip install --quiet --python $(1)/bin/python --no-deps -e .
 endef
 
