@@ -14,7 +14,8 @@ from tests.support.processes import Consumer
 # Property-based tests (hypothesis): `ci` keeps `make test` quick; `deep` is the long run
 # (HYPOTHESIS_PROFILE=deep), whose example counts docs/architecture.md reports.
 try:
-    from hypothesis import HealthCheck, settings as hypothesis_settings
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hypothesis_settings
 
     _PROFILE = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     hypothesis_settings.register_profile("ci", max_examples=40, stateful_step_count=30,

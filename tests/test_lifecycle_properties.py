@@ -23,7 +23,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hypothesis import note, strategies as st
+from hypothesis import note
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from objlib.catalog import lifecycle as lc

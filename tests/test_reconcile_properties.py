@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from objlib import reconcile as rc
 from objlib.catalog import lifecycle as lc
