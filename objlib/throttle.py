@@ -293,7 +293,8 @@ class Throttle:
         conn.execute("DELETE FROM sends WHERE at <= ?", (now - WINDOW_S,))
         sends = conn.execute("SELECT at, cost FROM sends ORDER BY at").fetchall()
         in_window = sum(c for _, c in sends)
-        room_for_others = max(0, max(1, int(limit)) - cost)  # what may stay in the window beside them
+        # what may stay in the window beside them
+        room_for_others = max(0, max(1, int(limit)) - cost)
         if in_window > room_for_others:
             leaving = in_window - room_for_others
             for at, c in sends:  # the oldest leave first

@@ -52,8 +52,8 @@ def test_the_unit_stops_gracefully_before_systemd_kills_it():
 
 
 def test_the_procfile_fits_a_30_s_kill_window():
-    line = next(l for l in (WORKERS / "Procfile").read_text().splitlines()
-                if l.startswith("worker:"))
+    line = next(entry for entry in (WORKERS / "Procfile").read_text().splitlines()
+                if entry.startswith("worker:"))
     assert "-g TERM" in line  # platforms send SIGTERM: make it the graceful signal
     assert shutdown_timeout_s(line) <= PLATFORM_KILL_WINDOW_S - 5  # room to exit after
 
