@@ -396,12 +396,13 @@ def reconcile(ctx, fix, include_foreign, as_json):
               help="A model that supports File Search.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: answer, citations (path, document, metadata, "
-                   "text), the filter sent.")
+                   "text, a PDF's page), the filter sent.")
 @click.pass_context
 @_fail_cleanly
 def search(ctx, question, filters, top_k, model, as_json):
     """Ask the indexed library QUESTION; print the answer, then numbered citations: the
-    local file each passage came from, its metadata and the passage.
+    local file each passage came from (with the page, for a PDF), its metadata and the
+    passage.
 
     \b
     Example:

@@ -25,6 +25,7 @@ import io
 import logging
 import re
 import zipfile
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, BinaryIO
 from xml.etree import ElementTree
@@ -106,13 +107,16 @@ def pdf_properties(reader: PdfReader) -> dict:
 def pdf_text(reader: PdfReader) -> str:
     """The text of every page, pages separated by a form feed (``\\f``, as pdftotext does),
     so page N is ``text.split("\\f")[N - 1]``."""
-    pages = []
+    return "\f".join(pdf_page_texts(reader))
+
+
+def pdf_page_texts(reader: PdfReader) -> Iterator[str]:
+    """Each page's text in turn, extracted when asked for ("" for a damaged page)."""
     for page in reader.pages:
         try:
-            pages.append(page.extract_text() or "")
+            yield page.extract_text() or ""
         except Exception:  # one damaged page's content stream loses that page only
-            pages.append("")
-    return "\f".join(pages)
+            yield ""
 
 
 # ---------------------------------------------------------------------------- DOCX and EPUB

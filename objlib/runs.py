@@ -54,8 +54,8 @@ def step_of(state: str, remote_file: str | None, import_requested_at: float | No
     imported), importing (importFile sent), indexing (the import operation runs)."""
     if state == IMPORTING:
         return STEP_INDEXING
-    if import_requested_at is not None:
-        return STEP_IMPORTING
+    if import_requested_at is not None and state != PENDING:  # (a retried row may keep
+        return STEP_IMPORTING                                   # it: its upload comes first)
     return STEP_ACTIVATING if remote_file else STEP_UPLOADING
 
 

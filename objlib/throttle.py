@@ -18,6 +18,12 @@ needing more than it booked goes at once only if nobody booked after it; otherwi
 the whole step again like a new request (a request is never sent ahead of its slot). The
 headroom (0.95) absorbs the lag between a slot and the request actually reaching the server.
 
+Behind the slots, a count: every grant is logged (``sends``) and goes only if the last 60 s
+hold room for it, else it is deferred until enough sends leave the window. The slots alone
+cannot promise that: a step's requests all go at its first slot and a holder may come back
+up to ``LATE_S`` late, so at a small limit (or with a large upload) a window could hold more
+than the limit. A step that needs more than the whole limit goes alone, into an empty window.
+
 Adaptive limit — AIMD, as TCP paces itself without knowing the link. The limit in force is
 ``min(rate_limit_per_minute, adaptive)``; with neither, requests are not limited. When 429s
 press (at least ``ADAPT_MIN_429`` of them and ``ADAPT_RATIO`` of the requests of the last
@@ -81,6 +87,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), tat REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS reservations (holder TEXT PRIMARY KEY, at REAL NOT NULL,
                                          cost INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sends (id INTEGER PRIMARY KEY, at REAL NOT NULL, cost INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sends_at ON sends(at);
 CREATE TABLE IF NOT EXISTS buckets (second INTEGER PRIMARY KEY, requests INTEGER NOT NULL,
     throttled INTEGER NOT NULL, limited INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS breaker (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL,
@@ -226,6 +234,7 @@ class Throttle:
             interval_s = 60.0 / (limit * HEADROOM)
             tat = conn.execute("SELECT tat FROM limiter").fetchone()[0]
             if self._spend_reservation(conn, holder, cost, tat, interval_s, now):
+                self._send(conn, cost, limit, now)
                 return
             start = max(tat, now)
             if start - now > ahead_s:
@@ -237,6 +246,7 @@ class Throttle:
                                "rate limit: slots taken")
             conn.execute("UPDATE limiter SET tat=?", (start + cost * interval_s,))
             if start <= now + _GRANT_EARLY_S:
+                self._send(conn, cost, limit, now)
                 return
             conn.execute("DELETE FROM reservations WHERE at < ?", (now - _RESERVATION_TTL_S,))
             conn.execute("INSERT INTO reservations(holder, at, cost) VALUES (?, ?, ?)",
@@ -269,6 +279,29 @@ class Throttle:
             return False
         conn.execute("UPDATE limiter SET tat=?", (max(tat, now) + surplus * interval_s,))
         return True
+
+    @staticmethod
+    def _send(conn: sqlite3.Connection, cost: int, limit: float, now: float) -> None:
+        """The guard behind the slots: let ``cost`` requests go now only if the last
+        ``WINDOW_S`` (sends after ``now - WINDOW_S``) holds room for them; a step needing
+        more than the whole limit goes alone, into an empty window. Otherwise raise Deferred
+        until enough sends leave the window: the transaction rolls back, so the caller's
+        booking stands as it was. The slots keep sends ~5 % under the limit; this count
+        makes it exact where they cannot — a step's requests all go at its first slot, and
+        a holder may be up to ``LATE_S`` late — both of which the property probe
+        (``tests/test_throttle_properties.py``) turned into windows above the limit."""
+        conn.execute("DELETE FROM sends WHERE at <= ?", (now - WINDOW_S,))
+        sends = conn.execute("SELECT at, cost FROM sends ORDER BY at").fetchall()
+        in_window = sum(c for _, c in sends)
+        # what may stay in the window beside them
+        room_for_others = max(0, max(1, int(limit)) - cost)
+        if in_window > room_for_others:
+            leaving = in_window - room_for_others
+            for at, c in sends:  # the oldest leave first
+                leaving -= c
+                if leaving <= 0:
+                    raise Deferred(at + WINDOW_S - now + 1e-6, "rate limit: window full")
+        conn.execute("INSERT INTO sends(at, cost) VALUES (?, ?)", (now, cost))
 
     def _limit_in_force(self, conn: sqlite3.Connection) -> float | None:
         """min(configured, adaptive); None when neither is set."""

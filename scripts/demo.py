@@ -13,7 +13,9 @@
    files by MIME type, and how many were skipped for their type although File Search
    indexes it (0, or the demo fails);
 6. asks the library one question (``objlib search ... --filter category=Courses``) and shows
-   the answer with its citations: local path, metadata, passage.
+   the answer with its citations: local path, metadata, passage;
+7. asks a question the sample's PDF book answers (``PDF_QUESTION``, on page 2 of
+   ``Books/Scanned Book.pdf``): the citation names the PDF's page.
 
 Every process it starts runs in its own process group and is stopped at the end, also on
 Ctrl+C or an error. Exit status: 0 when every eligible file is indexed; 1 when any is left
@@ -48,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OBJLIB = [PYTHON, "-m", "objlib"]
 SEED = 7
 QUESTION = "How does reason relate to reality and knowledge?"
+PDF_QUESTION = "What did the lighthouse keeper measure every storm against?"  # PDF_PASSAGE
 
 
 def say(text: str) -> None:
@@ -168,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 "came from")
             run_step([*OBJLIB, "search", QUESTION, "--filter", "category=Courses",
                       "--top-k", "3"], env)
+            say("7. ask what only a PDF book says: the citation names its page")
+            run_step([*OBJLIB, "search", PDF_QUESTION, "--top-k", "2"], env)
             return code
         except KeyboardInterrupt:
             print("\ndemo: interrupted", flush=True)

@@ -3,6 +3,7 @@ The helpers the fixtures use live in ``tests.support`` (shared with ``scripts/``
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -10,6 +11,21 @@ import stamina
 
 from objlib.settings import Settings
 from tests.support.processes import Consumer
+
+# Property-based tests (hypothesis): `ci` keeps `make test` quick; `deep` is the long run
+# (HYPOTHESIS_PROFILE=deep), whose example counts docs/architecture.md reports.
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hypothesis_settings
+
+    _PROFILE = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    hypothesis_settings.register_profile("ci", max_examples=40, stateful_step_count=30,
+                                         **_PROFILE)
+    hypothesis_settings.register_profile("deep", max_examples=3000, stateful_step_count=80,
+                                         **_PROFILE)
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # an install without the dev extra: the property tests are not collected
+    pass
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """`make demo` (scripts/demo.py), small: the whole pipeline on the emulator ends with every
-eligible file indexed, exit 0, and no process it started left running."""
+eligible file indexed, exit 0, and no process it started left running; its last search
+cites the sample PDF book with the page of the passage."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from scripts.make_sample_library import DOCUMENTS, PDF_PASSAGE, PDF_PASSAGE_PAGE
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "demo.py"
 
@@ -43,4 +46,7 @@ def test_demo_indexes_every_eligible_file_and_stops_what_it_started(tmp_path):
     assert "application/pdf 2" in out and "text/html 2" in out  # the sample's real documents
     assert "demo: 0 files skipped for their type although File Search indexes it" in out
     assert "$ objlib search" in out and "Citations" in out and "[1] Courses/" in out
+    last_search = out.rsplit("$ objlib search", 1)[1].split("\n", 1)[1]  # after its command
+    assert f"[1] {DOCUMENTS['pdf']}, page {PDF_PASSAGE_PAGE}" in last_search
+    assert PDF_PASSAGE in " ".join(last_search.split())  # the PDF's passage, cited
     assert processes_with_home(home) == []

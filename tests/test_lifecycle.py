@@ -122,3 +122,82 @@ def test_retry_failed_puts_failed_rows_back_with_attempts_forgotten(catalog):
     assert (again.state, again.attempts, again.error_class) == ("pending", 0, None)
     classes = [r[0] for r in catalog.query("SELECT error_class FROM errors")]
     assert classes == ["transient", "transient"]
+
+
+# ------------------------------------------------ found by the state machine (issue 18)
+
+
+def importing_row(catalog, task="t1") -> lc.FileRow:
+    row = new_row(catalog)
+    assert lc.mark_queued(catalog, row.id, row.version, task, T0)
+    assert lc.claim(catalog, row.id, row.version, task, T0, 60, "host:1")
+    assert lc.record_import_requested(catalog, row.id, row.version, task, T0)
+    assert lc.record_operation(catalog, row.id, row.version, task, "op", T0, T0 + 60, 60)
+    return lc.get(catalog, row.id)
+
+
+def test_a_failed_versions_known_document_is_removed_with_the_failure(catalog):
+    # Given an import whose document is known but still processing at the deadline
+    row = importing_row(catalog)
+    assert lc.record_document(catalog, row.id, row.version, "stores/s/documents/late")
+    # When the row fails, and is retried and indexed with another document
+    assert lc.mark_failed(catalog, row.id, row.version, "timeout", "still processing", T0 + 1)
+    # Then the failed version's document is scheduled for removal in that same step (it used
+    # to stay on the row until the retry's import overwrote the name: left in the store)
+    assert [r.document for r in lc.open_removals(catalog)] == ["stores/s/documents/late"]
+    failed = lc.get(catalog, row.id)
+    assert (failed.document, failed.import_requested_at) == (None, None)
+    assert lc.retry_failed(catalog, T0 + 2) == 1
+    assert lc.get(catalog, row.id).document is None
+
+
+def test_a_retried_row_still_looks_for_the_document_of_an_import_it_sent(catalog):
+    # Given importFile sent, its answer lost, and the row failed before the document was seen
+    row = new_row(catalog)
+    assert lc.mark_queued(catalog, row.id, row.version, "t1", T0)
+    assert lc.claim(catalog, row.id, row.version, "t1", T0, 60, "host:1")
+    assert lc.record_import_requested(catalog, row.id, row.version, "t1", T0)
+    assert lc.mark_failed(catalog, row.id, row.version, "transient", "timeouts", T0 + 1)
+    # When it is retried
+    assert lc.retry_failed(catalog, T0 + 2) == 1
+    # Then the retry knows an import was sent (the upload step adopts its document rather
+    # than importing a second one); retry_failed used to forget it
+    assert lc.get(catalog, row.id).import_requested_at == T0
+
+
+def test_a_requeued_row_whose_import_was_sent_keeps_that_import_when_its_content_changes(
+        catalog):
+    # Given importFile sent, then the task lost and the row re-queued under a new task
+    row = new_row(catalog)
+    assert lc.mark_queued(catalog, row.id, row.version, "t1", T0)
+    claimed = lc.claim(catalog, row.id, row.version, "t1", T0, 60, "host:1")
+    assert lc.record_import_requested(catalog, row.id, row.version, "t1", T0)
+    assert lc.requeue(catalog, lc.get(catalog, row.id), "t2", T0 + 1, "task lost")
+    assert lc.get(catalog, row.id).state == "queued"
+    # When the file changes
+    assert lc.record_changed(catalog, row.id, size=2, mtime_ns=2, content_hash="b" * 64,
+                             metadata={}, quality="none", now=T0 + 2)
+    # Then that import is kept in superseded, so its document is removed once found (only
+    # uploading rows used to count, so a re-queued row's import was forgotten)
+    assert [(s.file_id, s.version) for s in lc.open_superseded(catalog)] == [
+        (claimed.id, claimed.version)]
+
+
+def test_requeue_recovers_only_rows_in_flight(catalog):
+    pending = new_row(catalog)
+    assert not lc.requeue(catalog, pending, "t9", T0, "task lost")
+    assert lc.get(catalog, pending.id).state == "pending"
+    # an uploading row needs a new task to go back to the queue
+    row = new_row(catalog, path="b.txt")
+    assert lc.mark_queued(catalog, row.id, row.version, "t1", T0)
+    uploading = lc.claim(catalog, row.id, row.version, "t1", T0, 60, "host:1")
+    assert not lc.requeue(catalog, uploading, None, T0 + 1, "task lost")
+    assert lc.get(catalog, row.id).task_id == "t1"
+
+
+def test_a_file_deleted_while_skipped_is_not_restored_as_pending_without_content(catalog):
+    file_id = lc.record_skipped(catalog, "empty.txt", size=0, mtime_ns=1, reason="empty",
+                                now=T0)
+    assert lc.mark_deleted(catalog, file_id, T0 + 1)
+    assert lc.restore(catalog, file_id, T0 + 2) is None
+    assert lc.get(catalog, file_id).state == "deleted"

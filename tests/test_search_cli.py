@@ -8,19 +8,14 @@ runs), so no consumer process is needed."""
 
 from __future__ import annotations
 
-import json
 import socket
-import time
 
 import pytest
-from click.testing import CliRunner
 
 from objlib import pipeline
-from objlib.catalog import lifecycle as lc
-from objlib.cli import cli
 from objlib.enqueue import ensure_store
 from objlib.scan import scan_library
-from tests.support.catalogue import queued
+from tests.support.search import cited, run, sync
 
 PHRASE = "the zymurgical quokka sings at dawn"
 FILLER = "Reason is the faculty that identifies and integrates what the senses provide. "
@@ -32,44 +27,11 @@ FILES = {
 }
 
 
-def sync(settings) -> None:
-    """What consumers do, in-process: every pending file uploaded, imported and followed to
-    indexed; then every open removal sent (replaced and deleted files' documents)."""
-    ctx = pipeline.build_context(settings)
-    try:
-        ensure_store(settings, ctx.catalog, ctx.gemini)
-        for (file_id,) in ctx.catalog.query("SELECT id FROM files WHERE state='pending'"):
-            row = queued(ctx, file_id, f"task-{file_id}-{time.monotonic_ns()}")
-            assert pipeline.upload_and_import(ctx, row.id, row.version, row.task_id)
-            clock = ctx.clock
-            ctx.clock = lambda clock=clock: clock() + 60  # past the first look's expected time
-            try:
-                pipeline.poll_import(ctx, row.id, row.version, row.task_id)
-            finally:
-                ctx.clock = clock
-            assert lc.get(ctx.catalog, file_id).state == "indexed"
-        for removal in lc.open_removals(ctx.catalog):
-            pipeline.remove_document(ctx, removal.id, "remover")
-    finally:
-        ctx.gemini.close()
-        ctx.catalog.close()
-
-
 def write(library, files: dict[str, str]) -> None:
     for rel, text in files.items():
         path = library / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, ["search", *args], catch_exceptions=False)
-
-
-def cited(*args: str) -> dict:
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
 
 
 @pytest.fixture

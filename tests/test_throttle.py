@@ -203,6 +203,35 @@ def test_holders_back_for_more_than_they_booked_never_overfill_a_window(home):
     assert len(sent) / 400 * 60 >= 0.75 * 60  # and the rate is not bought by starving it
 
 
+def test_a_step_of_several_requests_waits_for_room_in_the_window(home):
+    # Given a limit of 10/min and one request sent (issue 18's property probe: a step's
+    # requests all go at its first slot, so at a small limit a window held 11)
+    t = make(home, rate_limit_per_minute=10)
+    t.acquire("first", now=1000.0)
+    # When a step of ten requests finds its slot free 7 s later
+    with pytest.raises(Deferred) as full:
+        t.acquire("step", cost=10, now=1007.0)
+    # Then it waits until the first request has left the window, and goes then
+    assert "window full" in full.value.reason
+    assert full.value.delay_s == pytest.approx(53.0, abs=0.01)
+    t.acquire("step", cost=10, now=1007.0 + full.value.delay_s)
+
+
+def test_a_step_needing_more_than_the_limit_goes_alone(home):
+    # Given a limit of 2/min, one request sent, and a step that needs three
+    t = make(home, rate_limit_per_minute=2)
+    t.acquire("first", now=1000.0)
+    with pytest.raises(Deferred) as full:
+        t.acquire("big", cost=3, now=1032.0)
+    # Then it goes only into an empty window (never, it cannot fit the limit) ...
+    assert full.value.delay_s == pytest.approx(28.0, abs=0.01)
+    t.acquire("big", cost=3, now=1060.0)
+    # ... and nothing shares the window with it
+    with pytest.raises(Deferred) as after:
+        t.acquire("next", now=1061.0)
+    assert after.value.delay_s >= 59.0
+
+
 # ---------------------------------------------------------------------------- under a quota
 
 

@@ -150,8 +150,9 @@ def _supersede_in_flight(conn: sqlite3.Connection, row: sqlite3.Row, now: float)
     """The row's version is about to be replaced or deleted. If its import was sent and the
     document it makes is not known yet, the import is kept in ``superseded``: its document is
     removed as soon as it is known (a document no row records would stay in the store)."""
-    sent = row["state"] == IMPORTING or (row["state"] == UPLOADING
-                                         and row["import_requested_at"] is not None)
+    # import_requested_at outlives the upload step: a row re-queued after its task was lost,
+    # or failed and retried, still has that import's document to look for
+    sent = row["state"] == IMPORTING or row["import_requested_at"] is not None
     if sent and not row["document"]:
         conn.execute("INSERT INTO superseded(file_id, version, operation, content_hash, "
                      "requested_at) VALUES(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -243,11 +244,13 @@ def mark_deleted(catalog: Catalog, file_id: int, now: float) -> bool:
 def restore(catalog: Catalog, file_id: int, now: float) -> str | None:
     """A deleted file reappeared with the same content. If its document is still in the
     store (removal not done yet), the removal is cancelled and the row is indexed again;
-    otherwise it must be uploaded again (pending). Returns the new state."""
+    otherwise it must be uploaded again (pending). Returns the new state; None when there is
+    nothing to restore (not deleted, or deleted while skipped: no content was ever recorded,
+    so it is a new or changed file for the scan, not a reappearance)."""
     with catalog.write() as conn:
-        row = conn.execute("SELECT state, version, document FROM files WHERE id=?",
-                           (file_id,)).fetchone()
-        if row is None or row["state"] != DELETED:
+        row = conn.execute("SELECT state, version, document, content_hash FROM files "
+                           "WHERE id=?", (file_id,)).fetchone()
+        if row is None or row["state"] != DELETED or row["content_hash"] is None:
             return None
         before = conn.execute("SELECT from_state FROM history WHERE file_id=? AND "
                               "to_state=? ORDER BY id DESC LIMIT 1", (file_id, DELETED)).fetchone()
@@ -359,7 +362,11 @@ def requeue(catalog: Catalog, row: FileRow, new_task_id: str | None, now: float,
             why: str) -> bool:
     """Recovery of a row whose task was lost. Optimistic: it only happens if nobody touched
     the row since ``row`` was read (same state, task and lease). Rows still uploading go back
-    to queued under the new task; importing rows keep their state (a new poll follows)."""
+    to queued under the new task; importing rows keep their state (a new poll follows). Only
+    a row in flight is recovered (a new task is needed unless it is importing): a snapshot of
+    any other row would have moved it to queued with no task, or a skipped row to queued."""
+    if row.state not in IN_FLIGHT or (row.state != IMPORTING and not new_task_id):
+        return False
     with catalog.write() as conn:
         same = ("id=? AND version=? AND state=? AND COALESCE(task_id,'')=? "
                 "AND COALESCE(lease_until,0)=?")
@@ -436,23 +443,37 @@ def record_document(catalog: Catalog, file_id: int, version: int, document: str)
 
 def mark_failed(catalog: Catalog, file_id: int, version: int, error_class: str, message: str,
                 now: float, *, from_states=IN_FLIGHT) -> bool:
+    """The version failed for good. A document it made that the row knows (FAILED, or still
+    processing at the deadline) is scheduled for removal in the same transaction: a failed
+    version keeps nothing in the store, and ``retry_failed`` starts it clean. (The row used
+    to keep the name until the retry's import overwrote it, and the document stayed in the
+    store for reconcile to find.) An import sent whose document is not known keeps
+    ``import_requested_at``, so the retry looks for that document before importing again."""
     with catalog.write() as conn:
+        row = conn.execute("SELECT document FROM files WHERE id=? AND version=?",
+                           (file_id, version)).fetchone()
+        document = row["document"] if row else None
+        forget = dict(document=None, import_requested_at=None) if document else {}
         won = _move(conn, file_id, version, from_states, FAILED, now, f"{error_class}: {message}",
                     error_class=error_class, error_message=message, lease_until=None,
-                    task_id=None)
+                    task_id=None, **forget)
         if won:
             _record_error(conn, file_id, version, error_class, message, now)
+            _schedule_removal(conn, document, file_id, f"failed: {error_class}", now)
         return won
 
 
 def retry_failed(catalog: Catalog, now: float) -> int:
-    """Every failed row back to pending, its attempts forgotten. Returns how many."""
+    """Every failed row back to pending, its attempts forgotten. Returns how many. An import
+    that was sent and whose document never became known is not forgotten
+    (``import_requested_at`` stays): the retry adopts that document if it exists."""
     rows = catalog.query("SELECT id, version FROM files WHERE state=?", (FAILED,))
+    fresh = {k: v for k, v in _FRESH_VERSION.items() if k != "import_requested_at"}
     moved = 0
     with catalog.write() as conn:
         for row in rows:
             moved += _move(conn, row["id"], row["version"], FAILED, PENDING, now, "retry failed",
-                           **_FRESH_VERSION)
+                           **fresh)
     return moved
 
 

@@ -1,5 +1,5 @@
 """Rendering an `objlib search` result: the answer (with [n] after each grounded sentence),
-then the numbered citations — local path, metadata, the cited passage."""
+then the numbered citations — local path (and a PDF's page), metadata, the cited passage."""
 
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ def citation_view(c: Citation, focus: str = "") -> Group:
     where = Text(f"[{c.number}] ", style="bold")
     if c.path:
         where.append(c.path, style="cyan")
+        if c.page is not None:
+            where.append(f", page {c.page}", style="cyan")
         if c.state and c.state != "indexed":
             where.append(f"  ({c.state} in the catalogue)", style="yellow")
     else:
