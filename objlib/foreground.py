@@ -39,6 +39,7 @@ from rich.text import Text
 
 from objlib import log, runs, status
 from objlib.catalog.lifecycle import IN_FLIGHT, PENDING, SKIPPED
+from objlib.lane import configure as lane_configure, lane
 from objlib.pipeline import process_owner
 from objlib.queue import QUEUED_GRACE_S, bind, enqueue, recover
 from objlib.settings import Settings
@@ -158,7 +159,9 @@ class _ForegroundConsumer(Consumer):
         return [t for _, t in self.worker_threads] + [self.scheduler]
 
     def alive(self) -> int:
-        return sum(t.is_alive() for t in self.threads())
+        """Threads still working: workers, the scheduler, and the lane's calls in flight
+        (the importFile or operation look a worker handed on is a step in flight too)."""
+        return sum(t.is_alive() for t in self.threads()) + lane().busy
 
 
 def start_workers(settings: Settings, concurrency: int) -> _ForegroundConsumer:
@@ -166,6 +169,7 @@ def start_workers(settings: Settings, concurrency: int) -> _ForegroundConsumer:
     started; polling the queue at most every 0.5 s when idle. No periodic tasks: they would
     be left in the queue at every stop; the run's watcher calls the recovery itself."""
     tasks = bind(settings)
+    lane_configure(concurrency)  # as many calls after uploads in flight as uploads
     consumer = _ForegroundConsumer(tasks.huey, workers=concurrency, worker_type="thread",
                                    periodic=False, max_delay=0.5, scheduler_interval=1)
     consumer.start()
@@ -290,7 +294,10 @@ class _Watcher:
                           "Ctrl+C again to stop at once")
                 shown_at = time.monotonic()
             self.interrupts.wait(min(0.05, left))
-        return not consumer.alive()
+        if consumer.alive():  # they are left running until the process ends: from now on
+            bind(self.settings).freeze_writes()  # they change nothing the summary counts
+            return False
+        return True
 
 
 def exit_now(result: RunResult) -> None:

@@ -8,6 +8,7 @@ Task arguments are catalogue ids, never paths, objects or secrets (DESIGN invari
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sqlite3
@@ -22,6 +23,7 @@ from huey.utils import normalize_time
 
 from objlib import log
 from objlib import pipeline
+from objlib.lane import configure as lane_configure, lane
 from objlib.catalog import Catalog, open_catalog
 from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
 from objlib.settings import Settings
@@ -69,6 +71,10 @@ class _Huey(SqliteHuey):
             log.configure(json=True)
         log.get_logger("objlib.worker").info("consumer serving", home=str(settings.home),
                                              pid=os.getpid())
+        # the lane sends the calls that follow an upload: as many at once as there are
+        # workers in a process (worker processes each have one)
+        threaded = options.get("worker_type", "thread") in ("thread", "greenlet")
+        lane_configure(options.get("workers", 1) if threaded else 1)
         return super().create_consumer(**options)
 
 
@@ -120,6 +126,17 @@ def catalog() -> Catalog:
         if _catalog is None or _catalog[0] != os.getpid():
             _catalog = (os.getpid(), open_catalog(Settings.load()))
         return _catalog[1]
+
+
+def freeze_writes() -> None:
+    """An immediate stop (``objlib upload``, Ctrl+C twice): the steps still running in this
+    process write nothing more to the catalogue (their rows stay resumable), so the run's
+    summary stays true until the process ends."""
+    with _lock:
+        if _context is not None and _context[0] == os.getpid():
+            _context[1].catalog.freeze()
+        if _catalog is not None and _catalog[0] == os.getpid():
+            _catalog[1].freeze()
 
 
 # Work already started goes before work not started yet (huey runs higher priority first):
@@ -183,6 +200,7 @@ def _reporting(fn):
 
 
 _running: dict[str, object] = {}  # tasks executing in this process right now
+_continuing: dict[str, object] = {}  # tasks whose step goes on in this process's lane
 
 
 @huey.signal()
@@ -198,7 +216,55 @@ def _track_running(signal_name, task, *args, **kwargs):
 
 def running_here() -> list:
     with _lock:
-        return list(_running.values())
+        return list(_running.values()) + list(_continuing.values())
+
+
+def _hand_off(task, rest, then) -> bool:
+    """Finish ``task``'s step on the control lane (``objlib.lane``) while this worker takes
+    the next task. ``rest()`` runs there; its value goes to ``then(value, successor)``; a
+    wait it raises (Deferred, an operator's error) re-schedules the same task (same id, same
+    chain, as RetryTask would), and an unexpected error is retried like huey's own retries.
+    False (nothing handed off) when no lane thread is free: the caller does it itself."""
+    successor = task.on_complete
+
+    def run():
+        try:
+            value = _rescheduling(lambda task=None: rest())(task=task)
+        except RetryTask as wait:
+            _again(task, successor, wait.delay or 0.0)
+        except Exception:  # noqa: BLE001 — as huey does for a task: log, retry a few times
+            log.get_logger("objlib.worker").exception("step failed in the lane", task=task.id)
+            if task.retries:
+                task.retries -= 1
+                _again(task, successor, task.retry_delay or 0.0)
+        else:
+            then(value, successor)
+        finally:
+            with _lock:
+                _continuing.pop(task.id, None)
+
+    task.on_complete = None  # the lane enqueues it when the step is done, not huey
+    with _lock:
+        _continuing[task.id] = task
+    if lane().try_submit(run) is None:
+        with _lock:
+            _continuing.pop(task.id, None)
+        task.on_complete = successor
+        return False
+    return True
+
+
+def _again(task, successor, delay_s: float) -> None:
+    """The same task (a copy: huey may still be finishing the original's run) back in the
+    queue, or in the schedule after ``delay_s``."""
+    again = copy.copy(task)
+    again.on_complete = successor
+    if delay_s > 0:
+        again.eta = normalize_time(delay=delay_s, utc=huey.utc)
+        huey.add_schedule(again)
+    else:
+        again.eta = None
+        huey.enqueue(again)
 
 
 # Unexpected exceptions (a bug, a catalogue locked for too long) are retried by huey a few
@@ -209,11 +275,33 @@ _UNEXPECTED = dict(retries=3, retry_delay=5, retry_backoff=2.0)
 @huey.task(context=True, name="upload_and_import", **_UNEXPECTED)
 @_rescheduling
 def upload_and_import(file_id: int, version: int, task=None):
+    """The upload on this worker; the importFile on the lane when a lane thread is free (the
+    worker then takes the next file), else here."""
     ctx = context()
-    if pipeline.upload_and_import(ctx, file_id, version, task.id):
+    started = pipeline.upload(ctx, file_id, version, task.id)
+    if isinstance(started, pipeline.ImportReady):
+        ready = started
+
+        def then(started: bool, successor) -> None:
+            if started:
+                _poll_after_import(ctx, file_id, version, successor)
+
+        if _hand_off(task, lambda: pipeline.start_import(ctx, ready, task.id), then):
+            return None
+        started = pipeline.start_import(ctx, ready, task.id)
+    if started:
         _first_look_in(task, pipeline.first_look_s(ctx))
         return (file_id, version)  # becomes the chained poll_import's arguments
     return None
+
+
+def _poll_after_import(ctx: pipeline.Context, file_id: int, version: int, successor) -> None:
+    """The import started on the lane: its chained poll_import (made afresh if the task had
+    none) goes into the schedule for the first look."""
+    poll = successor if successor is not None else poll_import.s()
+    poll.extend_data((file_id, version))
+    poll.eta = normalize_time(delay=pipeline.first_look_s(ctx), utc=huey.utc)
+    huey.add_schedule(poll)
 
 
 def _first_look_in(task, delay_s: float) -> None:
@@ -228,10 +316,18 @@ def _first_look_in(task, delay_s: float) -> None:
 @huey.task(context=True, name="poll_import", priority=_AHEAD, **_UNEXPECTED)
 @_rescheduling
 def poll_import(file_id: int | None = None, version: int | None = None, task=None):
+    """One look at the import's operation, on the lane when a lane thread is free."""
     if file_id is None:  # the upload step stopped early: nothing to follow
         return None
-    for removal_id in pipeline.poll_import(context(), file_id, version, task.id):
-        remove_document(removal_id)
+    ctx = context()
+
+    def then(removals: list[int], _successor) -> None:
+        for removal_id in removals:
+            remove_document(removal_id)
+
+    look = functools.partial(pipeline.poll_import, ctx, file_id, version, task.id)
+    if not _hand_off(task, look, then):
+        then(look(), None)
     return None
 
 
