@@ -218,8 +218,10 @@ class EnqueueSummary:
 
 def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = False,
             retry_failed: bool = False, gemini=None, now: float | None = None) -> EnqueueSummary:
-    """Every row that needs work becomes one task per file version (twice is harmless)."""
-    now = time.time() if now is None else now
+    """Every row that needs work becomes one task per file version (twice is harmless).
+    ``now`` (tests) stamps everything; by default each step reads the clock when it acts,
+    so ``queued_at`` is when a row was queued, not when the command began (the SDK's
+    import and the store's lookup, seconds on a busy machine, come before)."""
     if not settings.library_db.exists():
         raise CatalogError(f"no catalogue in {settings.home} yet: run `objlib scan LIBRARY` "
                            "first (or point --home / OBJLIB_HOME at the right folder)")
@@ -234,6 +236,8 @@ def _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now) -> En
     store = catalog.get_meta("store")
     if not dry_run:
         store = ensure_store(settings, catalog, gemini)
+    clock = (lambda: now) if now is not None else time.time
+    now = clock()
     retried = 0
     if retry_failed:
         retried = (len(catalog.query("SELECT id FROM files WHERE state=?", (lc.FAILED,)))
@@ -252,7 +256,7 @@ def _enqueue(settings, catalog, limit, dry_run, retry_failed, gemini, now) -> En
             # the row first: if the enqueue below fails, recovery finds a queued row with no
             # task and hands it to a new one
             task = _upload_task(tasks, row["id"], row["version"])
-            if lc.mark_queued(catalog, row["id"], row["version"], task.id, now):
+            if lc.mark_queued(catalog, row["id"], row["version"], task.id, clock()):
                 tasks.huey.enqueue(task)
                 enqueued.append(row["path"])
     return EnqueueSummary(store=store, enqueued=enqueued, recovered=recovered,
