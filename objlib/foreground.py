@@ -169,7 +169,7 @@ def start_workers(settings: Settings, concurrency: int) -> _ForegroundConsumer:
     started; polling the queue at most every 0.5 s when idle. No periodic tasks: they would
     be left in the queue at every stop; the run's watcher calls the recovery itself."""
     tasks = bind(settings)
-    lane_configure(concurrency)  # as many calls after uploads in flight as uploads
+    lane_configure(concurrency)  # the calls that follow the uploads: see objlib.lane
     consumer = _ForegroundConsumer(tasks.huey, workers=concurrency, worker_type="thread",
                                    periodic=False, max_delay=0.5, scheduler_interval=1)
     consumer.start()

@@ -27,7 +27,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
-THREADS = 7  # control calls in flight per process beside its uploads, unless configured
+THREADS = 14  # control calls in flight per process beside its uploads, unless configured
 
 _lock = threading.Lock()
 _lane: tuple[int, Lane] | None = None
@@ -75,14 +75,21 @@ class Lane:
             return self._idle.wait_for(lambda: self._busy == 0, timeout=timeout_s)
 
 
-def configure(threads: int) -> None:
-    """The lane's size for this process, set where the workers are made: as many control
-    calls in flight as the process has workers (``huey_consumer -w N`` in thread mode: N;
-    one per worker process in process mode), so N bounds both the uploads and the calls
-    that follow them. Takes effect for a lane not made yet."""
+PER_WORKER = 2  # lane threads per worker (see ``configure``)
+
+
+def configure(workers: int) -> None:
+    """The lane's size for this process, set where the workers are made: ``PER_WORKER``
+    control calls in flight per worker (``huey_consumer -w N`` in thread mode: 2N; two per
+    worker process in process mode). The calls arrive in bursts (the scheduler moves due
+    looks once a second; uploads end together); with one thread per worker, 10-12 % of the
+    imports of a field-scale run found the lane full and went back on their worker. With N
+    uploads and 2N short calls, objlib has at most 3N requests in flight, fewer than the
+    seed's design at the same N (N in its semaphore + 20 polls). Takes effect for a lane not
+    made yet."""
     global _threads
     with _lock:
-        _threads = max(1, int(threads))
+        _threads = max(1, int(workers)) * PER_WORKER
 
 
 def lane() -> Lane:

@@ -62,6 +62,9 @@ class Context:
     throttle: Throttle
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
+    # raw files seen ACTIVE: name -> (when, RawFile); see _recently_active
+    seen_active: dict = field(default_factory=dict, repr=False)
+    seen_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def store(self) -> str:
@@ -186,7 +189,7 @@ def upload(ctx: Context, file_id: int, version: int, task_id: str) -> ImportRead
     with _Step(ctx, "upload", row, task_id, continuing=row.remote_file is not None) as step:
         ctx.store  # noqa: B018 — a store known to be gone: wait before any request
         try:
-            step.prepay(_expected_requests(row))
+            step.prepay(_expected_requests(ctx, row))
             raw = _ensure_raw_file(ctx, row, task_id, step)
             if raw is None:
                 return False
@@ -258,21 +261,54 @@ def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
             return False
 
 
-def _expected_requests(row: lc.FileRow) -> int:
+# Raw files this process saw ACTIVE (upload answer or files.get), so that a step re-run soon
+# after (its importFile on the lane met a 429 or a 503, say) sends the import without asking
+# files.get first. Safe to be stale: an import of a raw file that is gone answers 404, and
+# the row uploads it again (``start_import``).
+SEEN_ACTIVE_S = 600.0
+_SEEN_ACTIVE_MAX = 10_000
+
+
+def _remember_active(ctx: Context, raw, now: float) -> None:
+    with ctx.seen_lock:
+        if len(ctx.seen_active) >= _SEEN_ACTIVE_MAX:
+            ctx.seen_active.pop(next(iter(ctx.seen_active)))
+        ctx.seen_active[raw.name] = (now, raw)
+
+
+def _recently_active(ctx: Context, name: str | None, now: float):
+    """The raw file ``name`` as this context saw it ACTIVE within ``SEEN_ACTIVE_S`` (and not
+    within an hour of expiring), else None."""
+    if not name:
+        return None
+    with ctx.seen_lock:
+        seen = ctx.seen_active.get(name)
+    if seen is None:
+        return None
+    at, raw = seen
+    expires_at = getattr(raw, "expires_at", None)
+    if now - at > SEEN_ACTIVE_S or (expires_at is not None and expires_at < now + 3600):
+        return None
+    return raw
+
+
+def _expected_requests(ctx: Context, row: lc.FileRow) -> int:
     """What an upload step sends before it can stop: resuming with the raw file known, a
     files.get and the importFile; otherwise the upload (start + 8 MiB chunks, no files.get
     before it) and the importFile, as the answer of a text upload says ACTIVE. (An upload
     answered PROCESSING leaves its import slot unused; one answered 409 pays its files.get
     as it goes.)"""
     if row.remote_file:
-        return 2
+        return 1 if _recently_active(ctx, row.remote_file, ctx.clock()) else 2
     return upload_cost(row.size or 0) + 1
 
 
 def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
     """The raw file, uploaded if needed and ACTIVE; None if the row was failed."""
     cat = ctx.catalog
-    raw = None
+    raw = _recently_active(ctx, row.remote_file, ctx.clock())
+    if raw is not None:
+        return raw
     if row.remote_file:
         try:
             raw = ctx.gemini.get_file(row.remote_file)
@@ -283,6 +319,7 @@ def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
         if raw is None:
             return None
     if raw.state == "ACTIVE":
+        _remember_active(ctx, raw, ctx.clock())
         return raw
     if raw.state == "FAILED":
         ctx.gemini.delete_file(raw.name)

@@ -27,8 +27,8 @@ def test_the_lane_takes_work_only_while_a_thread_is_free():
 def test_a_forked_or_new_process_gets_a_lane_of_the_configured_size(monkeypatch):
     monkeypatch.setattr(lane_module, "_lane", None)
     monkeypatch.setattr(lane_module, "_threads", lane_module.THREADS)
-    lane_module.configure(3)
-    assert lane_module.lane().threads == 3
+    lane_module.configure(3)  # workers
+    assert lane_module.lane().threads == 3 * lane_module.PER_WORKER
     assert lane_module.lane() is lane_module.lane()
 
 
