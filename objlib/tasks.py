@@ -245,7 +245,12 @@ def _hand_off(task, rest, then) -> bool:
                 task.retries -= 1
                 _again(task, successor, task.retry_delay or 0.0)
         else:
-            then(value, successor)
+            try:
+                then(value, successor)
+            except Exception:  # noqa: BLE001 — e.g. queue.db locked: recovery resumes the
+                # row once its lease ends (it stays leased by this process until then)
+                log.get_logger("objlib.worker").exception("could not queue what follows a "
+                                                          "step", task=task.id)
         finally:
             with _lock:
                 _continuing.pop(task.id, None)
