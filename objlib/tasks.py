@@ -78,8 +78,8 @@ class _Huey(SqliteHuey):
             log.configure(json=True)
         log.get_logger("objlib.worker").info("consumer serving", home=str(settings.home),
                                              pid=os.getpid())
-        # the lane sends the calls that follow an upload: as many at once as there are
-        # workers in a process (worker processes each have one)
+        # the lane sends the calls that follow an upload: two per worker of a process
+        # (objlib.lane; worker processes each have one worker)
         threaded = options.get("worker_type", "thread") in ("thread", "greenlet")
         lane_configure(options.get("workers", 1) if threaded else 1)
         return super().create_consumer(**options)
@@ -236,21 +236,22 @@ def _hand_off(task, rest, then) -> bool:
 
     def run():
         try:
-            value = _rescheduling(lambda task=None: rest())(task=task)
-        except RetryTask as wait:
-            _again(task, successor, wait.delay or 0.0)
-        except Exception:  # noqa: BLE001 — as huey does for a task: log, retry a few times
-            log.get_logger("objlib.worker").exception("step failed in the lane", task=task.id)
-            if task.retries:
-                task.retries -= 1
-                _again(task, successor, task.retry_delay or 0.0)
-        else:
             try:
+                value = _rescheduling(lambda task=None: rest())(task=task)
+            except RetryTask as wait:
+                _again(task, successor, wait.delay or 0.0)
+            except Exception:  # noqa: BLE001 — as huey does for a task: log, retry a few
+                log.get_logger("objlib.worker").exception("step failed in the lane",
+                                                           task=task.id)
+                if task.retries:
+                    task.retries -= 1
+                    _again(task, successor, task.retry_delay or 0.0)
+            else:
                 then(value, successor)
-            except Exception:  # noqa: BLE001 — e.g. queue.db locked: recovery resumes the
-                # row once its lease ends (it stays leased by this process until then)
-                log.get_logger("objlib.worker").exception("could not queue what follows a "
-                                                          "step", task=task.id)
+        except Exception:  # noqa: BLE001 — e.g. queue.db locked for too long: the row stays
+            # leased by this process, and recovery resumes it once the lease ends
+            log.get_logger("objlib.worker").exception("could not queue what follows a step",
+                                                       task=task.id)
         finally:
             with _lock:
                 _continuing.pop(task.id, None)
