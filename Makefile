@@ -75,7 +75,7 @@ bench-quick: $(STAMP)
 ## make bench-seed: objlib vs the seed's design, field profile, 450 files, clean and faulty
 ## (~13 min; BENCH_ARGS="--baseline-files 150 --baseline-runs 3")
 bench-seed: $(STAMP)
-	$(BIN)/python scripts/bench.py --only seed $(BENCH_ARGS)
+	$(BIN)/python scripts/bench.py --only seed --baseline-runs 3 $(BENCH_ARGS)
 
 bench-scan: $(STAMP)
 	$(BIN)/python scripts/bench_scan.py

@@ -42,7 +42,11 @@ class EnqueueSummary:
 
 def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = False,
             retry_failed: bool = False, gemini=None, now: float | None = None) -> EnqueueSummary:
-    """Every row that needs work becomes one task per file version (twice is harmless)."""
+    """Every row that needs work becomes one task per file version (twice is harmless).
+    ``now`` (tests) stamps everything; by default each row's ``queued_at`` is read when it is
+    queued, not when the command began (the SDK's import and the store's lookup, seconds on a
+    busy machine, come before)."""
+    stamp = now
     now = time.time() if now is None else now
     if not settings.library_db.exists():
         raise CatalogError(f"no catalogue in {settings.home} yet: run `objlib scan LIBRARY` "
@@ -61,7 +65,7 @@ def enqueue(settings: Settings, *, limit: int | None = None, dry_run: bool = Fal
                                 (lc.PENDING,))
         chosen = pending if limit is None else pending[:limit]
         enqueued = ([row["path"] for row in chosen] if dry_run
-                    else tasks.send_uploads(settings, catalog, chosen, now))
+                    else tasks.send_uploads(settings, catalog, chosen, stamp))
         return EnqueueSummary(store=store, enqueued=enqueued, recovered=recovered,
                               retried_failed=retried, remaining=len(pending) - len(chosen),
                               dry_run=dry_run)

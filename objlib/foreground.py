@@ -251,7 +251,10 @@ class _Watcher:
                           "Ctrl+C again to stop at once")
                 shown_at = time.monotonic()
             self.interrupts.wait(min(0.05, left))
-        return not consumer.alive()
+        if consumer.alive():  # they are left running until the process ends: from now on
+            tasks.queue_for(self.settings).freeze_writes()  # they change nothing it counts
+            return False
+        return True
 
 
 def exit_now(result: RunResult) -> None:

@@ -19,11 +19,16 @@ lag), so a percentile of them only ever grows. Whether the first look found the 
 is the one unbiased signal, and a tracker needs nothing but it.
 
 Looks that say nothing about the current expectation teach nothing: a "done" seen by a first
-look that ran late (a busy queue: more than ``LATE_S`` after the expectation), and a "not
-done" seen by one that waited less than the expectation is now (it was planned with an
-older, shorter one that other looks have raised already). Without the second rule a burst of
-first looks planned together, at the start of a run, all found their imports not done and
-multiplied the expectation once each: 1.25^14, 20 times too long, at field latencies.
+look that ran late (a busy queue: more than ``LATE_S`` after the expectation). A "not done"
+seen after waiting ``w`` raises the expectation to at least one step beyond ``w`` (``w``
+counted at most one step beyond the expectation, so one very late look cannot throw it far):
+a burst of first looks planned together, at the start of a run, all with the same ``w``,
+raise it once, not once each (that multiplied it by 1.25^14, 20 times too long, at field
+latencies), and a look planned with an older, shorter expectation raises it only if its
+``w`` is within a step of the current one. (It used to teach nothing whenever ``w`` was
+below the current expectation; with looks running late by the scheduler's tick while "done"
+still taught, that dropped part of the "not done" evidence and the tracker settled where
+only eight looks in ten found the import done: 1.2 looks a file at field latencies.)
 
 **Overdue imports.** Some operations never report done although their document is ACTIVE
 (field lessons). An import still not done ``overdue_after_s`` after it started is overdue;
@@ -66,9 +71,15 @@ def learn(catalog: Catalog, settings: Settings, *, done: bool, waited_s: float) 
     with catalog.write() as conn:
         row = conn.execute("SELECT value FROM meta WHERE key=?", (EXPECTED_KEY,)).fetchone()
         old = _bounded(float(row[0]) if row else settings.poll_first_delay_s, settings)
-        if (done and waited_s > old + LATE_S) or (not done and waited_s < old):
-            return None
-        new = _bounded(old * math.exp(STEP * (QUANTILE - (1.0 if done else 0.0))), settings)
+        if done:
+            if waited_s > old + LATE_S:
+                return None
+            new = _bounded(old * math.exp(-STEP * (1.0 - QUANTILE)), settings)
+        else:
+            up = math.exp(STEP * QUANTILE)
+            new = _bounded(max(old, min(waited_s, old * up) * up), settings)
+            if new <= old:
+                return None
         conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) "
                      "DO UPDATE SET value=excluded.value", (EXPECTED_KEY, repr(new)))
         return new

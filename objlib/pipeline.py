@@ -57,6 +57,9 @@ class Context:
     throttle: Throttle
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
+    # raw files seen ACTIVE: name -> (when, RawFile); see _recently_active
+    seen_active: dict = field(default_factory=dict, repr=False)
+    seen_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def store(self) -> str:
@@ -103,8 +106,9 @@ class _Step:
     holder for the requests made inside."""
 
     def __init__(self, ctx: Context, step: str, row: lc.FileRow | None, holder: str, *,
-                 continuing: bool = True):
+                 continuing: bool = True, prepaid: int = 0):
         self.ctx, self.step, self.row, self.holder = ctx, step, row, holder
+        self.prepaid = prepaid  # slots an earlier part of the step booked and left unspent
         # a step that finishes a file already started may book the rate limit further ahead
         self.ahead_s = CONTINUE_AHEAD_S if continuing else RESERVE_AHEAD_S
 
@@ -123,7 +127,7 @@ class _Step:
             _holder.prepaid += missing
 
     def __enter__(self):
-        _holder.id, _holder.prepaid, _holder.ahead_s = self.holder, 0, self.ahead_s
+        _holder.id, _holder.prepaid, _holder.ahead_s = self.holder, self.prepaid, self.ahead_s
         self.started = time.monotonic()
         row = self.row
         self.log = log.bind(step=self.step, file_id=row and row.id, path=row and row.path,
@@ -148,8 +152,29 @@ class _Step:
 # ------------------------------------------------------------------------- upload_and_import
 
 
+@dataclass
+class ImportReady:
+    """An upload step that stopped at its import: the raw file is ACTIVE and the importFile
+    is still to send (``start_import``), with ``prepaid`` rate-limit slots booked for it."""
+
+    row: lc.FileRow
+    raw_file: str
+    prepaid: int = 0
+
+
 def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) -> bool:
     """Returns True when the import was started (the poll task should follow)."""
+    ready = upload(ctx, file_id, version, task_id)
+    if isinstance(ready, ImportReady):
+        return start_import(ctx, ready, task_id)
+    return ready
+
+
+def upload(ctx: Context, file_id: int, version: int, task_id: str) -> ImportReady | bool:
+    """The first half of ``upload_and_import``: claim the row and make sure its raw file is
+    uploaded and ACTIVE. Returns an ``ImportReady`` when the importFile is what remains,
+    True when an earlier run's import was found (the poll should follow), False when the
+    step stopped (stale task, failed row, row moved on). Raises Deferred to wait."""
     s, cat = ctx.settings, ctx.catalog
     row = lc.claim(cat, file_id, version, task_id, ctx.clock(), s.lease_s, process_owner())
     if row is None:
@@ -158,21 +183,41 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
     with _Step(ctx, "upload", row, task_id, continuing=row.remote_file is not None) as step:
         ctx.store  # noqa: B018 — a store known to be gone: wait before any request
         try:
-            step.prepay(_expected_requests(row))
+            step.prepay(_expected_requests(ctx, row))
             raw = _ensure_raw_file(ctx, row, task_id, step)
             if raw is None:
                 return False
-            now = ctx.clock()
-            deadline = now + s.poll_timeout_s
             if row.import_requested_at is not None:
                 # an earlier run sent importFile and died before keeping the answer: the
                 # document it may have created decides, so no second document is made
                 document = _find_document(ctx, row)
                 if document is not None:
-                    lc.record_operation(cat, file_id, version, task_id, None, now, deadline,
-                                        s.lease_s, document=document)
+                    now = ctx.clock()
+                    lc.record_operation(cat, file_id, version, task_id, None, now,
+                                        now + s.poll_timeout_s, s.lease_s, document=document)
                     step.done("import found after a restart", document=document)
                     return True
+            return ImportReady(row, raw.name, prepaid=_holder.prepaid)
+        except Deferred as d:
+            lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
+            step.log.info("deferred", reason=d.reason, delay_s=round(d.delay_s, 3))
+            raise
+        except GeminiError as err:
+            _retry_or_fail(ctx, row, err, step)
+            return False
+
+
+def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
+    """The second half: send importFile for an uploaded, ACTIVE raw file and keep its
+    operation. Any thread may run it (the upload's worker, or a control-lane thread while
+    that worker uploads the next file): the row stays leased by this process meanwhile.
+    True when the import was started (the poll should follow)."""
+    s, cat = ctx.settings, ctx.catalog
+    row, file_id, version = ready.row, ready.row.id, ready.row.version
+    with _Step(ctx, "upload", row, task_id, prepaid=ready.prepaid) as step:
+        try:
+            now = ctx.clock()
+            deadline = now + s.poll_timeout_s
             step.need(1)  # the import's slot first: a deferral must not look like a crash
             if not lc.record_import_requested(cat, file_id, version, task_id, now):
                 # the row moved on during the upload (file deleted or changed, row reset):
@@ -180,7 +225,7 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
                 step.done("row moved on before the import; nothing imported")
                 return False
             try:
-                operation = ctx.gemini.import_file(ctx.store, raw.name,
+                operation = ctx.gemini.import_file(ctx.store, ready.raw_file,
                                                    _custom_metadata(row, cat.id))
             except GeminiError as err:
                 if err.code is not None:  # answered with an error: no document was made
@@ -199,7 +244,7 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
                 lc.record_superseded_operation(cat, file_id, version, operation)
                 step.done("row moved on during the import", operation=operation)
                 return True
-            step.done("import started", operation=operation, remote_file=raw.name)
+            step.done("import started", operation=operation, remote_file=ready.raw_file)
             return True
         except Deferred as d:
             lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
@@ -210,21 +255,54 @@ def upload_and_import(ctx: Context, file_id: int, version: int, task_id: str) ->
             return False
 
 
-def _expected_requests(row: lc.FileRow) -> int:
+# Raw files this process saw ACTIVE (upload answer or files.get), so that a step re-run soon
+# after (its importFile on the lane met a 429 or a 503, say) sends the import without asking
+# files.get first. Safe to be stale: an import of a raw file that is gone answers 404, and
+# the row uploads it again (``start_import``).
+SEEN_ACTIVE_S = 600.0
+_SEEN_ACTIVE_MAX = 10_000
+
+
+def _remember_active(ctx: Context, raw, now: float) -> None:
+    with ctx.seen_lock:
+        if len(ctx.seen_active) >= _SEEN_ACTIVE_MAX:
+            ctx.seen_active.pop(next(iter(ctx.seen_active)))
+        ctx.seen_active[raw.name] = (now, raw)
+
+
+def _recently_active(ctx: Context, name: str | None, now: float):
+    """The raw file ``name`` as this context saw it ACTIVE within ``SEEN_ACTIVE_S`` (and not
+    within an hour of expiring), else None."""
+    if not name:
+        return None
+    with ctx.seen_lock:
+        seen = ctx.seen_active.get(name)
+    if seen is None:
+        return None
+    at, raw = seen
+    expires_at = getattr(raw, "expires_at", None)
+    if now - at > SEEN_ACTIVE_S or (expires_at is not None and expires_at < now + 3600):
+        return None
+    return raw
+
+
+def _expected_requests(ctx: Context, row: lc.FileRow) -> int:
     """What an upload step sends before it can stop: resuming with the raw file known, a
     files.get and the importFile; otherwise the upload (start + 8 MiB chunks, no files.get
     before it) and the importFile, as the answer of a text upload says ACTIVE. (An upload
     answered PROCESSING leaves its import slot unused; one answered 409 pays its files.get
     as it goes.)"""
     if row.remote_file:
-        return 2
+        return 1 if _recently_active(ctx, row.remote_file, ctx.clock()) else 2
     return upload_cost(row.size or 0) + 1
 
 
 def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
     """The raw file, uploaded if needed and ACTIVE; None if the row was failed."""
     cat = ctx.catalog
-    raw = None
+    raw = _recently_active(ctx, row.remote_file, ctx.clock())
+    if raw is not None:
+        return raw
     if row.remote_file:
         try:
             raw = ctx.gemini.get_file(row.remote_file)
@@ -235,6 +313,7 @@ def _ensure_raw_file(ctx: Context, row: lc.FileRow, task_id: str, step: _Step):
         if raw is None:
             return None
     if raw.state == "ACTIVE":
+        _remember_active(ctx, raw, ctx.clock())
         return raw
     if raw.state == "FAILED":
         ctx.gemini.delete_file(raw.name)

@@ -16,6 +16,7 @@ Task arguments are catalogue ids, never paths, objects or secrets (DESIGN invari
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import functools
 import os
@@ -37,6 +38,8 @@ from objlib import log, recovery
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
 from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
+from objlib.lane import configure as lane_configure
+from objlib.lane import lane
 from objlib.recovery import LiveTasks, RecoverSummary
 from objlib.settings import Settings
 from objlib.throttle import Deferred
@@ -75,6 +78,13 @@ class _QueueStorage(SqliteStorage):
             self.filename, self._timeout = str(settings.queue_db), settings.busy_timeout_s
         conn = super()._create_connection()
         try:
+            # WAL with synchronous=NORMAL, like the catalogue and the throttle: a commit no
+            # longer waits for an fsync (huey's default, FULL, cost ~5 ms per enqueue,
+            # dequeue or schedule on an idle disk and seconds on a busy one, all behind
+            # one lock). A crash of the process loses nothing; an OS crash may lose the
+            # last tasks, and recovery re-creates them from the catalogue, which is the
+            # source of truth and has never been more durable than NORMAL itself.
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(self.begin_sql)
             for statement in self.ddl:
                 conn.execute(statement)
@@ -98,6 +108,7 @@ class ObjlibHuey(SqliteHuey):
         self._settings: Settings | None = None
         self._lock = threading.Lock()
         self._running: dict[str, object] = {}  # tasks executing in this process right now
+        self._continuing: dict[str, object] = {}  # tasks whose step goes on in the lane
         self._context: tuple[int, pipeline.Context] | None = None
         self._catalog: tuple[int, Catalog] | None = None
         self._started = False
@@ -123,6 +134,10 @@ class ObjlibHuey(SqliteHuey):
         _import_the_steps()
         log.get_logger("objlib.worker").info("consumer serving", home=str(settings.home),
                                              pid=os.getpid())
+        # the lane sends the calls that follow an upload: two per worker of a process
+        # (objlib.lane; worker processes each have one worker)
+        threaded = options.get("worker_type", "thread") in ("thread", "greenlet")
+        lane_configure(options.get("workers", 1) if threaded else 1)
         return super().create_consumer(**options)
 
     def execute(self, task, timestamp=None):
@@ -155,9 +170,27 @@ class ObjlibHuey(SqliteHuey):
             else:
                 self._running.pop(task.id, None)
 
+    def continuing(self, task, in_lane: bool) -> None:
+        """``task``'s step goes on (or no longer) in this process's lane (``objlib.lane``)."""
+        with self._lock:
+            if in_lane:
+                self._continuing[task.id] = task
+            else:
+                self._continuing.pop(task.id, None)
+
     def running_here(self) -> list:
         with self._lock:
-            return list(self._running.values())
+            return list(self._running.values()) + list(self._continuing.values())
+
+    def freeze_writes(self) -> None:
+        """An immediate stop (``objlib upload``, Ctrl+C twice): the steps still running in
+        this process write nothing more to the catalogue (their rows stay resumable), so the
+        run's summary stays true until the process ends."""
+        with self._lock:
+            if self._context is not None and self._context[0] == os.getpid():
+                self._context[1].catalog.freeze()
+            if self._catalog is not None and self._catalog[0] == os.getpid():
+                self._catalog[1].freeze()
 
     def first_start(self) -> bool:
         """True for the first worker started in this process."""
@@ -357,14 +390,96 @@ def _reporting(q: ObjlibHuey, job):
     return run
 
 
+def _hand_off(q: ObjlibHuey, task, rest, then) -> bool:
+    """Finish ``task``'s step on the control lane (``objlib.lane``) while this worker takes
+    the next task. ``rest()`` runs there; its value goes to ``then(value, successor)``; a
+    wait it raises (Deferred, an operator's error) re-schedules the same task (same id, same
+    chain, as RetryTask would), and an unexpected error is retried like huey's own retries.
+    False (nothing handed off) when no lane thread is free: the caller does it itself."""
+    successor = task.on_complete
+
+    def run():
+        try:
+            try:
+                value = _rescheduling(q, lambda _q, task=None: rest())(task=task)
+            except RetryTask as wait:
+                _again(q, task, successor, wait.delay or 0.0)
+            except Exception:  # noqa: BLE001 — as huey does for a task: log, retry a few
+                log.get_logger("objlib.worker").exception("step failed in the lane",
+                                                           task=task.id)
+                if task.retries:
+                    task.retries -= 1
+                    _again(q, task, successor, task.retry_delay or 0.0)
+            else:
+                then(value, successor)
+        except Exception:  # noqa: BLE001 — e.g. queue.db locked for too long: the row stays
+            # leased by this process, and recovery resumes it once the lease ends
+            log.get_logger("objlib.worker").exception("could not queue what follows a step",
+                                                       task=task.id)
+        finally:
+            q.continuing(task, False)
+
+    task.on_complete = None  # the lane enqueues it when the step is done, not huey
+    q.continuing(task, True)
+    if lane().try_submit(lambda: _bound(task, run)) is None:
+        q.continuing(task, False)
+        task.on_complete = successor
+        return False
+    return True
+
+
+def _bound(task, run) -> None:
+    """The lane's part of a task logs under the task's id, as its worker's part does."""
+    with log.bind_task(task.id, task.name):
+        run()
+
+
+def _again(q: ObjlibHuey, task, successor, delay_s: float) -> None:
+    """The same task (a copy: huey may still be finishing the original's run) back in the
+    queue, or in the schedule after ``delay_s``."""
+    again = copy.copy(task)
+    again.on_complete = successor
+    if delay_s > 0:
+        again.eta = normalize_time(delay=delay_s, utc=q.utc)
+        q.add_schedule(again)
+    else:
+        again.eta = None
+        q.enqueue(again)
+
+
 def _upload_and_import(q: ObjlibHuey, file_id: int, version: int, task=None):
+    """The upload on this worker; the importFile on the lane when a lane thread is free (the
+    worker then takes the next file), else here."""
     from objlib import pipeline
 
     ctx = q.context()
-    if pipeline.upload_and_import(ctx, file_id, version, task.id):
+    started = pipeline.upload(ctx, file_id, version, task.id)
+    if isinstance(started, pipeline.ImportReady):
+        ready = started
+
+        def then(started: bool, successor) -> None:
+            if started:
+                _poll_after_import(q, ctx, file_id, version, successor)
+
+        if _hand_off(q, task, lambda: pipeline.start_import(ctx, ready, task.id), then):
+            return None
+        started = pipeline.start_import(ctx, ready, task.id)
+    if started:
         _first_look_in(q, task, pipeline.first_look_s(ctx))
         return (file_id, version)  # becomes the chained poll_import's arguments
     return None
+
+
+def _poll_after_import(q: ObjlibHuey, ctx: pipeline.Context, file_id: int, version: int,
+                      successor) -> None:
+    """The import started on the lane: its chained poll_import (made afresh if the task had
+    none) goes into the schedule for the first look."""
+    from objlib import pipeline
+
+    poll = successor if successor is not None else q.poll_import.s()
+    poll.extend_data((file_id, version))
+    poll.eta = normalize_time(delay=pipeline.first_look_s(ctx), utc=q.utc)
+    q.add_schedule(poll)
 
 
 def _first_look_in(q: ObjlibHuey, task, delay_s: float) -> None:
@@ -378,12 +493,20 @@ def _first_look_in(q: ObjlibHuey, task, delay_s: float) -> None:
 
 def _poll_import(q: ObjlibHuey, file_id: int | None = None, version: int | None = None,
                  task=None):
+    """One look at the import's operation, on the lane when a lane thread is free."""
     if file_id is None or version is None:  # the upload step stopped early: nothing to follow
         return None
     from objlib import pipeline
 
-    for removal_id in pipeline.poll_import(q.context(), file_id, version, task.id):
-        q.remove_document(removal_id)
+    ctx = q.context()
+
+    def then(removals: list[int], _successor) -> None:
+        for removal_id in removals:
+            q.remove_document(removal_id)
+
+    look = functools.partial(pipeline.poll_import, ctx, file_id, version, task.id)
+    if not _hand_off(q, task, look, then):
+        then(look(), None)
     return None
 
 
@@ -456,16 +579,18 @@ huey = ObjlibHuey(Settings.load)
 # ---------------------------------------------------------------------------- handing out
 
 
-def send_uploads(settings: Settings, catalog: Catalog, rows: Iterable, now: float, *,
+def send_uploads(settings: Settings, catalog: Catalog, rows: Iterable, now: float | None, *,
                  queue: ObjlibHuey | None = None) -> list[str]:
     """Each pending row (``id``, ``version``, ``path``) becomes one upload task; the paths
     handed out. The row first: if the send fails, recovery finds a queued row with no task
-    and hands it to a new one."""
+    and hands it to a new one. ``now`` (tests) stamps every row; by default each row's
+    ``queued_at`` is read from the clock when it is queued."""
     q = queue or queue_for(settings)
     sent = []
     for row in rows:
         task = q.upload_task(row["id"], row["version"])
-        if lc.mark_queued(catalog, row["id"], row["version"], task.id, now):
+        stamp = time.time() if now is None else now
+        if lc.mark_queued(catalog, row["id"], row["version"], task.id, stamp):
             q.send(task)
             sent.append(row["path"])
     return sent
@@ -575,7 +700,9 @@ class ForegroundConsumer(Consumer):
         return [t for _, t in self.worker_threads] + [self.scheduler]
 
     def alive(self) -> int:
-        return sum(t.is_alive() for t in self.threads())
+        """Threads still working: workers, the scheduler, and the lane's calls in flight
+        (the importFile or operation look a worker handed on is a step in flight too)."""
+        return sum(t.is_alive() for t in self.threads()) + lane().busy
 
     def ask_to_stop(self) -> None:
         """No new task; the steps in flight go on."""
@@ -587,6 +714,7 @@ def start_consumer(settings: Settings, concurrency: int) -> ForegroundConsumer:
     started; polling the queue at most every 0.5 s when idle. No periodic tasks: they would
     be left in the queue at every stop; the run's watcher calls the recovery itself."""
     _import_the_steps()
+    lane_configure(concurrency)  # the calls that follow the uploads: see objlib.lane
     consumer = ForegroundConsumer(queue_for(settings), workers=concurrency, worker_type="thread",
                                   periodic=False, max_delay=0.5, scheduler_interval=1)
     consumer.start()

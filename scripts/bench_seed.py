@@ -16,7 +16,9 @@ baseline's first intent row to its last result row, objlib's first ``queued_at``
 ``indexed_at``), % of the eligible files indexed, API calls per eligible file (every request
 the emulator counted, upload chunks and rejected calls included, store setup excluded),
 huey task executions per file (objlib, from the consumer's log), and the ratio of objlib's
-files/s to the baseline's. With several runs (``--baseline-runs``) each figure is the median.
+files/s to the baseline's. With several runs (``--baseline-runs``) each figure is the median,
+and the ratio is the median of the runs' own ratios (each run puts both sides on the machine
+minutes apart, so a load that changes between runs moves both sides of a run, not its ratio).
 """
 
 from __future__ import annotations
@@ -134,8 +136,14 @@ def condition(args, tmp: Path, name: str, pipeline_run, log) -> dict:
         runs.append(sides)
     median = {side: {f: _median(runs, side, f) for f in FIGURES}
               for side in ("baseline", "objlib")}
-    base, ours = median["baseline"]["files_per_s"], median["objlib"]["files_per_s"]
-    median["ratio"] = round(ours / base, 3) if base and ours else None
+    # the ratio is taken within each run (both sides on the same machine minutes apart,
+    # the order alternating), then the median of those: a machine that is busier in one
+    # run than in another moves both sides of that run, not the ratio
+    for sides in runs:
+        base, ours = sides["baseline"]["files_per_s"], sides["objlib"]["files_per_s"]
+        sides["ratio"] = round(ours / base, 3) if base and ours else None
+    ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
+    median["ratio"] = round(statistics.median(ratios), 3) if ratios else None
     return {"faults": CONDITIONS[name], "runs": runs, "median": median}
 
 

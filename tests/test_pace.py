@@ -69,8 +69,25 @@ def test_looks_planned_together_raise_it_once_not_once_each(catalog, settings):
     start = pace.expected_s(catalog, settings)
     for _ in range(10):
         pace.learn(catalog, settings, done=False, waited_s=start + 0.1)
-    # Then only the first raised it: the others tested a wait it had already moved past
-    assert pace.expected_s(catalog, settings) == pytest.approx(start * 1.25, rel=0.01)
+    # Then only the first raised it (one step beyond their wait): the others tested a wait
+    # it had already moved past
+    assert pace.expected_s(catalog, settings) == pytest.approx((start + 0.1) * 1.25, rel=0.01)
+
+
+def test_a_stale_not_done_look_raises_it_only_when_its_wait_is_within_a_step(catalog, settings):
+    start = pace.expected_s(catalog, settings)
+    up = pace.learn(catalog, settings, done=False, waited_s=start)  # start * 1.25
+    # a look planned with the old expectation, waiting a little past it: one step beyond it
+    assert pace.learn(catalog, settings, done=False, waited_s=start * 1.1) == \
+        pytest.approx(start * 1.1 * 1.25, rel=0.01)
+    # one that waited far less than the current expectation teaches nothing
+    assert pace.learn(catalog, settings, done=False, waited_s=up / 2) is None
+
+
+def test_one_very_late_not_done_look_raises_it_by_two_steps_at_most(catalog, settings):
+    start = pace.expected_s(catalog, settings)
+    assert pace.learn(catalog, settings, done=False, waited_s=start * 100) == \
+        pytest.approx(start * 1.25 * 1.25, rel=0.01)
 
 
 def test_one_overdue_sweep_per_interval_across_catalogue_users(catalog, settings):

@@ -4,6 +4,7 @@ its answer makes no second document, and waiting is always a re-schedule, never 
 
 from __future__ import annotations
 
+import collections
 import time
 
 import pytest
@@ -246,7 +247,7 @@ def test_an_upload_answered_active_is_imported_in_the_same_run_on_one_prepayment
     assert {k: sent[k] for k in ("upload.start", "upload.chunk", "stores.importFile")} == \
         {"upload.start": 1, "upload.chunk": 1, "stores.importFile": 1}
     assert "files.get" not in sent
-    assert booked == [3] == [pipeline._expected_requests(row)]
+    assert booked == [3] == [pipeline._expected_requests(ctx, row)]
 
 
 def test_a_raw_file_already_uploaded_is_met_by_the_upload_and_reused(ctx, library, emulator):
@@ -300,3 +301,22 @@ def test_polls_count_their_looks_and_only_a_first_look_teaches(ctx, emulator):
         pipeline.poll_import(ctx, row.id, row.version, "poll-1")
     assert pace.expected_s(ctx.catalog, ctx.settings) == learned
     assert lc.get(ctx.catalog, row.id).polls == 2
+
+
+def test_a_step_re_run_soon_after_imports_without_asking_for_the_raw_file_again(ctx, emulator):
+    # Given a file whose upload answered ACTIVE, and whose importFile then met a 429
+    row = queued(ctx)
+    ready = pipeline.upload(ctx, row.id, row.version, "task-1")
+    assert isinstance(ready, pipeline.ImportReady)
+    emulator.configure(faults={"rate_limit": 1.0})
+    with pytest.raises(Deferred):
+        pipeline.start_import(ctx, ready, "task-1")
+    emulator.configure(faults={"rate_limit": 0.0})
+    before = emulator.stats()["requests"]
+    # When the same task runs again moments later
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    # Then it imported at once: no files.get for a raw file this process just saw ACTIVE
+    sent = collections.Counter(emulator.stats()["requests"])
+    sent.subtract(before)
+    assert +sent == {"stores.importFile": 1}
+    assert lc.get(ctx.catalog, row.id).state == lc.IMPORTING

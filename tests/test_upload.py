@@ -119,8 +119,10 @@ def test_a_foreground_run_of_100_files_indexes_all_of_them_with_readable_plain_o
 @pytest.mark.parametrize("presses", [1, 2], ids=["sigint-once", "sigint-twice"])
 def test_an_interrupted_run_resumed_by_a_second_one_indexes_every_file_exactly_once(
         presses, settings, library, emulator, upload):
-    # Given uploads slow enough for the interruption to land mid-run
-    emulator.configure(latency={"upload": 0.05, "index": 0.2})
+    # Given uploads slow enough for the interruption to land mid-run, and imports slow
+    # enough (0.3 s on the lane) for the second Ctrl+C to land while the first one's stop
+    # waits for the steps in flight
+    emulator.configure(latency={"upload": 0.05, "index": 0.2, "import": 0.3})
     scanned(settings, library, 100)
     first = upload()
     wait_for(lambda: file_states(settings).get("indexed", 0) >= 10, 30, 0.02, "some progress")

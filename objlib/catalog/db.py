@@ -305,6 +305,7 @@ class Catalog:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._frozen = threading.Event()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -316,8 +317,16 @@ class Catalog:
                 self._all.append(conn)
         return conn
 
+    def freeze(self) -> None:
+        """No write through this object from now on: each writer waits for the process to
+        end, before its transaction begins (so it holds no lock). For an immediate stop: the
+        figures the process reports last stay true, and what was not written is resumed."""
+        self._frozen.set()
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
+        if self._frozen.is_set():
+            threading.Event().wait()  # until the process ends
         try:
             with transaction(self.conn) as conn:
                 yield conn
