@@ -199,8 +199,7 @@ def upload(ctx: Context, file_id: int, version: int, task_id: str) -> ImportRead
                     return True
             return ImportReady(row, raw.name, prepaid=_holder.prepaid)
         except Deferred as d:
-            lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
-            step.log.info("deferred", reason=d.reason, delay_s=round(d.delay_s, 3))
+            _hold_deferred(ctx, row, d, step)
             raise
         except GeminiError as err:
             _retry_or_fail(ctx, row, err, step)
@@ -247,8 +246,7 @@ def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
             step.done("import started", operation=operation, remote_file=ready.raw_file)
             return True
         except Deferred as d:
-            lc.hold(cat, file_id, version, ctx.clock() + d.delay_s + _GRACE_S)
-            step.log.info("deferred", reason=d.reason, delay_s=round(d.delay_s, 3))
+            _hold_deferred(ctx, row, d, step)
             raise
         except GeminiError as err:
             _retry_or_fail(ctx, row, err, step)
@@ -395,6 +393,13 @@ def check_store(ctx: Context) -> None:
     except Gone as err:
         mark_store_lost(ctx.catalog, store, ctx.clock())
         raise StoreLost(store_lost_message(store)) from err
+
+
+def _hold_deferred(ctx: Context, row: lc.FileRow, deferred: Deferred, step: _Step) -> None:
+    """A step the throttle put off: the row stays leased until the deferral is over (plus a
+    grace), so recovery does not take it for a crash."""
+    lc.hold(ctx.catalog, row.id, row.version, ctx.clock() + deferred.delay_s + _GRACE_S)
+    step.log.info("deferred", reason=deferred.reason, delay_s=round(deferred.delay_s, 3))
 
 
 def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step) -> None:
