@@ -552,19 +552,19 @@ def test_a_restart_with_the_same_state_dir_mid_run_loses_nothing(
     second = None
     try:
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", first.base_url)
-        write_library(library, 40)
+        write_library(library, 120)  # enough work that the restart lands mid-run
         scan_library(settings, library)
         enqueue(settings)
         consumers(workers=7, env={"GOOGLE_GEMINI_BASE_URL": first.base_url})
         wait_for(lambda: file_states(settings).get("indexed", 0) >= 8, 60, 0.1, "some progress")
         # When the emulator stops and a new one starts from the same directory (a restart)
         first.stop()
-        assert file_states(settings).get("indexed", 0) < 40, "the restart came too late"
+        assert file_states(settings).get("indexed", 0) < 120, "the restart came too late"
         second = Emulator(port=first.port, seed=7, state_dir=state_dir,
                           latency={"upload": 0.05, "index": 0.3}).start()
         # Then the run finishes: one document per file, and reconcile finds no drift
-        wait_for(lambda: file_states(settings) == {"indexed": 40}, 90, 0.2, "all indexed")
-        assert len(documents(second)) == 40
+        wait_for(lambda: file_states(settings) == {"indexed": 120}, 90, 0.2, "all indexed")
+        assert len(documents(second)) == 120
         assert_converged(settings, second)
         assert tasks.reconcile(settings).drift == 0
     finally:
