@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 from huey import SqliteHuey, crontab
 from huey.consumer import Consumer
 from huey.exceptions import RetryTask
-from huey.signals import SIGNAL_EXECUTING
 from huey.storage import SqliteStorage
 from huey.utils import normalize_time
 
@@ -107,7 +106,8 @@ class ObjlibHuey(SqliteHuey):
         self._settings_source = settings if callable(settings) else (lambda: settings)
         self._settings: Settings | None = None
         self._lock = threading.Lock()
-        self._running: dict[str, object] = {}  # tasks executing in this process right now
+        self._running: dict[str, object] = {}  # tasks dequeued or executing here right now
+        self._handoff = threading.Lock()  # a dequeue and a reading of the live tasks
         self._continuing: dict[str, object] = {}  # tasks whose step goes on in the lane
         self._context: tuple[int, pipeline.Context] | None = None
         self._catalog: tuple[int, Catalog] | None = None
@@ -140,10 +140,30 @@ class ObjlibHuey(SqliteHuey):
         lane_configure(options.get("workers", 1) if threaded else 1)
         return super().create_consumer(**options)
 
+    def dequeue(self):
+        """A task taken off the queue is in no queue until it runs: it counts as running here
+        from the moment it leaves the queue (a reading of the live tasks waits for the
+        hand-off), so that recovery never gives its row to a second task."""
+        with self._handoff:
+            task = super().dequeue()
+            if task is not None:
+                with self._lock:
+                    self._running[task.id] = task
+        return task
+
     def execute(self, task, timestamp=None):
-        """Every line logged while the task runs (huey's own included) names it."""
-        with log.bind_task(task.id, task.name):
-            return super().execute(task, timestamp)
+        """Every line logged while the task runs (huey's own included) names it. The task
+        counts as running here until it returns (by then, a retry or a not-yet-due task is
+        back in the queue or the schedule)."""
+        with self._lock:
+            self._running[task.id] = task
+        try:
+            with log.bind_task(task.id, task.name):
+                return super().execute(task, timestamp)
+        finally:
+            with self._lock:
+                if self._running.get(task.id) is task:  # not a retry a worker has taken since
+                    del self._running[task.id]
 
     # ------------------------------------------------------------ per-process state
 
@@ -162,13 +182,6 @@ class ObjlibHuey(SqliteHuey):
             if self._catalog is None or self._catalog[0] != os.getpid():
                 self._catalog = (os.getpid(), open_catalog(self.settings))
             return self._catalog[1]
-
-    def track(self, signal_name: str, task) -> None:
-        with self._lock:
-            if signal_name == SIGNAL_EXECUTING:
-                self._running[task.id] = task
-            else:
-                self._running.pop(task.id, None)
 
     def continuing(self, task, in_lane: bool) -> None:
         """``task``'s step goes on (or no longer) in this process's lane (``objlib.lane``)."""
@@ -204,10 +217,11 @@ class ObjlibHuey(SqliteHuey):
         """Every task in the queue or the schedule (chained successors included), and those
         this process is running (they are in neither, yet alive)."""
         live = LiveTasks()
-        with queue_errors(self.settings):
+        with self._handoff, queue_errors(self.settings):
             pending, scheduled = self.pending(), self.scheduled()
+            running = self.running_here()
         live.waiting, live.scheduled = len(pending), len(scheduled)
-        for task in pending + scheduled + self.running_here():
+        for task in pending + scheduled + running:
             live.add(task)
         return live
 
@@ -336,9 +350,6 @@ def _register_tasks(q: ObjlibHuey) -> None:
         _reporting(q, _reconcile_store))
     q.sync_library = q.periodic_task(crontab(minute="*"), name="sync_library")(
         _reporting(q, _sync_library))
-    # Recovery in this process must not take a task that a worker here has dequeued but not
-    # yet started (it is in no queue and its lease may still name a dead process).
-    q.signal()(lambda signal_name, task, *args, **kwargs: q.track(signal_name, task))
     q.on_startup(name="objlib_worker_started")(lambda: _worker_started(q))
 
 

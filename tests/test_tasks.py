@@ -57,3 +57,20 @@ def test_a_queue_dropped_from_the_cache_still_works(tmp_path):
         tasks.queue_for(Settings.load(tmp_path / f"home-{i}")).depth()
     assert tasks.queue_for(Settings.load(tmp_path / "first")) is not first  # made anew
     assert first.depth() == (1, 0)  # its connection opened again
+
+
+def test_a_task_taken_off_the_queue_is_live_until_it_has_run(tmp_path):
+    """Recovery must never give a row to a second task while a worker here holds its first
+    one between the dequeue and the end of its run (in no queue, not yet claimed)."""
+    q = tasks.make_huey(Settings.load(tmp_path / "home"))
+    q.send(q.upload_task(7, 1))
+    # Given a worker has taken the task off the queue and not yet started it
+    task = q.dequeue()
+    assert q.depth() == (0, 0)
+    assert task.id in q.live_tasks().task_ids and (7, 1) in q.live_tasks().uploads
+    # When it has run (here, with no API key, it parks itself in the schedule), it is no
+    # longer running here: it is live through the schedule alone
+    q.execute(task)
+    assert q.running_here() == []
+    live = q.live_tasks()
+    assert live.scheduled == 1 and task.id in live.task_ids
