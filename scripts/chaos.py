@@ -50,7 +50,7 @@ from scripts import benchlib as bl
 from scripts.make_sample_library import make_library
 from tests.support.processes import Child, Children, group_members
 from tests.support.store import compare, documents
-from tests.support.waits import wait_for
+from tests.support.waits import wait_while_progressing
 
 HERE = Path(__file__).resolve().parent
 
@@ -157,11 +157,17 @@ class Chaos:
         open_removals = self.app.query("SELECT count(*) FROM removals WHERE removed_at IS NULL")
         return self.app.settled() and open_removals[0][0] == 0
 
+    def activity(self) -> tuple:
+        """What changes while the work goes on: the rows' states and the calls the emulator
+        has answered (a slow machine drains slower, a stuck one not at all)."""
+        return tuple(sorted(self.app.states().items())), self.emu.stats()["total_requests"]
+
     def drain(self, why: str) -> None:
         """A consumer (threads) until every row is done and every removal closed."""
         consumer = self.start_consumer("thread")
         try:
-            wait_for(self.settled, self.settle_s, 0.2, f"every row settled ({why})")
+            wait_while_progressing(self.settled, self.activity, self.settle_s,
+                                   what=f"every row settled ({why})")
         finally:
             consumer.stop(signal.SIGINT, 70.0)
         self.say(f"settled ({why}): {self.progress()}")
@@ -318,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-attempts", type=int,
                         help="OBJLIB_MAX_ATTEMPTS (default: objlib's own, 8)")
     parser.add_argument("--settle-s", type=float, default=600.0,
-                        help="the time allowed for the final settling")
+                        help="the final settling fails after this long with no progress "
+                        "(no row changed state, no call reached the emulator)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--json-out", default="bench-results/chaos.json")
     args = parser.parse_args(argv)

@@ -25,3 +25,23 @@ def wait_for(predicate: Callable[[], T], timeout_s: float = 60.0, interval_s: fl
         if on_tick is not None:
             on_tick()
         time.sleep(interval_s)
+
+
+def wait_while_progressing(predicate: Callable[[], T], progress: Callable[[], object],
+                           stall_s: float, interval_s: float = 0.2,
+                           what: str = "condition") -> T:
+    """``wait_for`` on a loaded machine: wait for ``predicate`` as long as ``progress()``
+    keeps changing (the work goes on, only slower); ``TimeoutError`` once it has stayed the
+    same for ``stall_s``. A bound on a stall, not on the whole wait."""
+    last, since = progress(), time.monotonic()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        now = progress()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            raise TimeoutError(f"no progress for {stall_s:g} s waiting for {what} "
+                               f"(last: {value!r}; progress: {now!r})")
+        time.sleep(interval_s)
