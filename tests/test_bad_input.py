@@ -22,6 +22,7 @@ from objlib.enqueue import enqueue, ensure_store, queue_depth
 from objlib.scan import scan_library
 from tests.support.catalogue import file_states
 from tests.support.disk import write_library
+from tests.support.store import converge
 from tests.support.waits import wait_for
 
 ODD_NAMES = ["  leading spaces.txt", "quote's \"double\".txt", "ünïcødé – 東京 notes.md",
@@ -165,7 +166,11 @@ def test_workers_back_off_while_the_api_is_unreachable_and_resume_when_it_return
     unreachable = catalog.query("SELECT count(*) FROM errors WHERE error_class='unavailable'"
                                 )[0][0]
     assert unreachable > 0, "the outage was not noticed"
-    assert emulator.stats()["requests"]["stores.importFile"] == 60
+    # an importFile the service took just as it went away has no answer and is sent again
+    # (it happens now and then): one per outage error at most, and the store still ends
+    # with exactly one document per file
+    assert 60 <= emulator.stats()["requests"]["stores.importFile"] <= 60 + unreachable
+    converge(settings, emulator)
 
 
 @pytest.mark.slow
