@@ -8,8 +8,10 @@ importFile 0.5 s, indexing 3 s, one ``operations.get`` 0.25 s: 5.0 s of remote w
 a fresh home per run with a few generated files scanned, then ``objlib upload`` as a child
 process. From the catalogue: the first file indexed, and the time from the moment work
 started (the earliest ``upload_started_at``) to its ``indexed_at``, divided by the remote
-work (issue 14's target: at most 1.5). A fresh home is the worst case: the expectation of an
-import's time (``objlib.pace``) starts cold. Medians of ``--runs``.
+work (issue 14's target: at most 1.5). Also the time from the command being started (process
+start-up, imports, the store's set-up calls at 0.25 s each) to that first file. A fresh home
+is the worst case: the expectation of an import's time (``objlib.pace``) starts cold.
+Medians of ``--runs``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from objlib.emulator import Emulator
@@ -40,6 +43,7 @@ def one_run(work: Path, files: int, seed: int) -> dict:
                "GEMINI_API_KEY": os.environ.get("GEMINI_API_KEY", "emulator")}
         subprocess.run([sys.executable, "-m", "objlib", "scan", str(library)], env=env,
                        check=True, capture_output=True)
+        typed = time.time()
         subprocess.run([sys.executable, "-m", "objlib", "upload"], env=env, check=True,
                        capture_output=True, timeout=300)
     conn = sqlite3.connect(home / "library.db")
@@ -50,7 +54,24 @@ def one_run(work: Path, files: int, seed: int) -> dict:
     finally:
         conn.close()
     seconds = first - started
-    return {"first_indexed_s": round(seconds, 3), "ratio": round(seconds / REMOTE_WORK_S, 3)}
+    return {"first_indexed_s": round(seconds, 3), "ratio": round(seconds / REMOTE_WORK_S, 3),
+            "from_command_s": round(first - typed, 3)}
+
+
+def measure(files: int, runs: int, seed: int, say=print) -> dict:
+    """``runs`` fresh runs of ``files`` files each; the median ratio against the target."""
+    results = []
+    for i in range(runs):
+        with tempfile.TemporaryDirectory(prefix="objlib-first-file-") as tmp:
+            results.append(one_run(Path(tmp), files, seed + i))
+        say(f"run {i + 1}/{runs}: first file indexed {results[-1]['first_indexed_s']} s "
+            f"after work started ({results[-1]['ratio']}x its {REMOTE_WORK_S} s of remote work)")
+    ratio = statistics.median(r["ratio"] for r in results)
+    return {"files": files, "remote_work_s": REMOTE_WORK_S, "runs": results,
+            "median_ratio": ratio, "median_first_indexed_s":
+            statistics.median(r["first_indexed_s"] for r in results),
+            "median_from_command_s": statistics.median(r["from_command_s"] for r in results),
+            "target": TARGET, "met": ratio <= TARGET}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,17 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
-    runs = []
-    for i in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="objlib-first-file-") as tmp:
-            runs.append(one_run(Path(tmp), args.files, args.seed + i))
-        print(f"run {i + 1}/{args.runs}: first file indexed {runs[-1]['first_indexed_s']} s "
-              f"after work started ({runs[-1]['ratio']}x its {REMOTE_WORK_S} s of remote work)",
-              flush=True)
-    ratio = statistics.median(r["ratio"] for r in runs)
-    result = {"remote_work_s": REMOTE_WORK_S, "runs": runs, "median_ratio": ratio,
-              "target": TARGET, "met": ratio <= TARGET}
-    print(f"median {ratio:.2f}x (target <= {TARGET}): {'ok' if result['met'] else 'MISSED'}")
+    result = measure(args.files, args.runs, args.seed, print)
+    print(f"median {result['median_ratio']:.2f}x (target <= {TARGET}): "
+          f"{'ok' if result['met'] else 'MISSED'}")
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
