@@ -457,7 +457,12 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
     with _Step(ctx, "poll", row, task_id) as step:
         ctx.store  # noqa: B018 — a store known to be gone: wait before any request
         now = ctx.clock()
-        lc.hold(cat, file_id, version, now + _GRACE_S, owner=process_owner())
+        owner = process_owner()
+        if row.lease_owner != owner or (row.lease_until or 0.0) < now + _GRACE_S:
+            # the row is leased to this living process while it looks; a lease this process
+            # already holds for longer (the import's, the last look's) is left as it is: a
+            # write transaction a file saved, with the same guarantee (docs/architecture.md)
+            lc.hold(cat, file_id, version, now + _GRACE_S, owner=owner)
         waited = now - (row.import_started_at or now)
         expected = pace.expected_s(cat, s)
         try:
