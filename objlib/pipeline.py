@@ -613,7 +613,9 @@ def _meta_int(meta: dict, key: str) -> int | None:
 
 
 def _removals_of(ctx: Context, file_id: int) -> list[int]:
-    return [r.id for r in lc.open_removals(ctx.catalog) if r.file_id == file_id]
+    # this file's only: every open removal made into objects at each indexed file was
+    # O(n^2) over a run that replaces many versions
+    return [r.id for r in lc.open_removals(ctx.catalog, file_id)]
 
 
 # ------------------------------------------------------------------------- settle_superseded
