@@ -214,9 +214,10 @@ class _LazyLogger:
         return made[1]
 
     def debug(self, event: str, *args: Any, **kw: Any) -> Any:
+        logger = self._logger()  # configured first: the level to check is the one wanted
         if not logging.getLogger(self._name).isEnabledFor(logging.DEBUG):
             return None
-        return self._logger().debug(event, *args, **kw)
+        return logger.debug(event, *args, **kw)
 
     def __getattr__(self, attr: str):
         return getattr(self._logger(), attr)
