@@ -27,6 +27,7 @@ _NOISY = ("httpx", "httpx2", "httpcore", "google_genai")
 _lock = threading.RLock()
 _wanted: dict | None = None  # configure_lazily's choice, applied by the first event
 _applied = False
+_generation = 0  # moved on by every configuration: loggers made before are made again
 
 
 def _drop_secrets(_logger, _name, event_dict):
@@ -84,7 +85,7 @@ def configure(json: bool = False, level: int = logging.INFO, stream=None,
     (one per task) are left out, as a command wants; a worker keeps them."""
     import structlog
 
-    global _applied
+    global _applied, _generation
     with _lock:
         stream = stream or _CurrentStderr()
         if handlers is None:
@@ -113,15 +114,19 @@ def configure(json: bool = False, level: int = logging.INFO, stream=None,
             wrapper_class=structlog.stdlib.BoundLogger,
             cache_logger_on_first_use=False,
         )
-        _applied = True
+        # the lines carry no caller (function, line): spare logging the frame walk that
+        # finds it for every record (logging's documented optimisation; objlib's own
+        # processes only, never a host program's: see configure_for_library)
+        logging._srcfile = None
+        _applied, _generation = True, _generation + 1
 
 
 def configure_lazily(json: bool = False, level: int = logging.INFO) -> None:
     """What the CLI wants, applied by the first event (a command that logs nothing pays
     nothing). Replaces an earlier configuration of this process at that moment."""
-    global _wanted, _applied
+    global _wanted, _applied, _generation
     with _lock:
-        _wanted, _applied = {"json": json, "level": level}, False
+        _wanted, _applied, _generation = {"json": json, "level": level}, False, _generation + 1
 
 
 def configure_worker() -> None:
@@ -156,7 +161,7 @@ def configure_for_library() -> None:
     ``logging`` loggers ``objlib.*`` as plain records (the event as the message, its fields
     as ``extra``), and the program's own logging set-up decides where they go. No handler
     is added and no level is set. Does nothing if logging was configured already."""
-    global _applied
+    global _applied, _generation
     with _lock:
         if _applied or _wanted is not None:
             return
@@ -169,7 +174,7 @@ def configure_for_library() -> None:
             wrapper_class=structlog.stdlib.BoundLogger,
             cache_logger_on_first_use=False,
         )
-        _applied = True
+        _applied, _generation = True, _generation + 1
 
 
 def _ensure_configured() -> None:
@@ -190,16 +195,32 @@ def bind_task(task_id: str, task_name: str):
 
 
 class _LazyLogger:
-    """``get_logger``'s answer: a name until the first event, which configures logging."""
+    """``get_logger``'s answer: a name until the first event, which configures logging.
+    The structlog logger behind it is made once per configuration (not at every event),
+    and a level the stdlib logger filters out returns before any processor runs: a worker
+    sends ~20 events a file, half of them debug lines nobody keeps."""
 
     def __init__(self, name: str | None):
         self._name = name
+        self._made: tuple[int, Any] | None = None
+
+    def _logger(self):
+        made = self._made
+        if made is None or made[0] != _generation or not _applied:
+            _ensure_configured()
+            import structlog
+
+            made = self._made = (_generation, structlog.get_logger(self._name).bind())
+        return made[1]
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> Any:
+        logger = self._logger()  # configured first: the level to check is the one wanted
+        if not logging.getLogger(self._name).isEnabledFor(logging.DEBUG):
+            return None
+        return logger.debug(event, *args, **kw)
 
     def __getattr__(self, attr: str):
-        _ensure_configured()
-        import structlog
-
-        return getattr(structlog.get_logger(self._name), attr)
+        return getattr(self._logger(), attr)
 
 
 def get_logger(name: str | None = None) -> _LazyLogger:

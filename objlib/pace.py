@@ -68,21 +68,30 @@ def learn(catalog: Catalog, settings: Settings, *, done: bool, waited_s: float) 
     shared expectation one step (one short transaction, so concurrent looks all count).
     Returns the new expectation, None when the look taught nothing (see the module's
     docstring)."""
+    if _moved(expected_s(catalog, settings), settings, done, waited_s) is None:
+        return None  # read first: a look that moves nothing (a done look at MIN_S, a late
+                     # one) takes no write lock
     with catalog.write() as conn:
         row = conn.execute("SELECT value FROM meta WHERE key=?", (EXPECTED_KEY,)).fetchone()
         old = _bounded(float(row[0]) if row else settings.poll_first_delay_s, settings)
-        if done:
-            if waited_s > old + LATE_S:
-                return None
-            new = _bounded(old * math.exp(-STEP * (1.0 - QUANTILE)), settings)
-        else:
-            up = math.exp(STEP * QUANTILE)
-            new = _bounded(max(old, min(waited_s, old * up) * up), settings)
-            if new <= old:
-                return None
+        new = _moved(old, settings, done, waited_s)
+        if new is None:
+            return None
         conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) "
                      "DO UPDATE SET value=excluded.value", (EXPECTED_KEY, repr(new)))
         return new
+
+
+def _moved(old: float, settings: Settings, done: bool, waited_s: float) -> float | None:
+    """The expectation after one first look, None when the look does not move it."""
+    if done:
+        if waited_s > old + LATE_S:
+            return None
+        new = _bounded(old * math.exp(-STEP * (1.0 - QUANTILE)), settings)
+        return new if new != old else None
+    up = math.exp(STEP * QUANTILE)
+    new = _bounded(max(old, min(waited_s, old * up) * up), settings)
+    return new if new > old else None
 
 
 def overdue_after_s(expected: float) -> float:

@@ -457,7 +457,12 @@ def poll_import(ctx: Context, file_id: int, version: int, task_id: str) -> list[
     with _Step(ctx, "poll", row, task_id) as step:
         ctx.store  # noqa: B018 — a store known to be gone: wait before any request
         now = ctx.clock()
-        lc.hold(cat, file_id, version, now + _GRACE_S, owner=process_owner())
+        owner = process_owner()
+        if row.lease_owner != owner or (row.lease_until or 0.0) < now + _GRACE_S:
+            # the row is leased to this living process while it looks; a lease this process
+            # already holds for longer (the import's, the last look's) is left as it is: a
+            # write transaction a file saved, with the same guarantee (docs/architecture.md)
+            lc.hold(cat, file_id, version, now + _GRACE_S, owner=owner)
         waited = now - (row.import_started_at or now)
         expected = pace.expected_s(cat, s)
         try:
@@ -608,7 +613,9 @@ def _meta_int(meta: dict, key: str) -> int | None:
 
 
 def _removals_of(ctx: Context, file_id: int) -> list[int]:
-    return [r.id for r in lc.open_removals(ctx.catalog) if r.file_id == file_id]
+    # this file's only: every open removal made into objects at each indexed file was
+    # O(n^2) over a run that replaces many versions
+    return [r.id for r in lc.open_removals(ctx.catalog, file_id)]
 
 
 # ------------------------------------------------------------------------- settle_superseded

@@ -223,6 +223,8 @@ class Throttle:
         started may reserve further than new work, so it is not starved by it)."""
         ahead_s = RESERVE_AHEAD_S if ahead_s is None else ahead_s
         now = time.time() if now is None else now
+        if self._free_to_go(now):
+            return
         with transaction(self.conn) as conn:
             breaker = conn.execute("SELECT state, open_until FROM breaker").fetchone()
             if breaker[0] == "open" and breaker[1] > now:
@@ -252,6 +254,16 @@ class Throttle:
             conn.execute("INSERT INTO reservations(holder, at, cost) VALUES (?, ?, ?)",
                          (holder, start, cost))
         raise Deferred(start - now, "rate limit: slot reserved")
+
+    def _free_to_go(self, now: float) -> bool:
+        """No limit in force and the breaker not open: the request goes, and nothing is
+        written for it, so a plain read decides (no write lock; WAL readers never wait). The
+        common case without a rate limit; anything else takes the transaction below."""
+        conn = self.conn
+        breaker = conn.execute("SELECT state, open_until FROM breaker").fetchone()
+        if breaker[0] == "open" and breaker[1] > now:
+            return False
+        return not self._limit_in_force(conn)
 
     def _spend_reservation(self, conn: sqlite3.Connection, holder: str, cost: int, tat: float,
                            interval_s: float, now: float) -> bool:

@@ -76,7 +76,7 @@ from tests.support.waits import wait_for
 
 HERE = Path(__file__).resolve().parent
 
-TARGETS = {"pipeline_ratio": 0.95, "overhead_files_per_s": 100.0,
+TARGETS = {"pipeline_ratio": 0.95, "overhead_files_per_s": 200.0,
            "rate_max_window": 1.0, "rate_sustained": 0.9, "quota_used": 0.8,
            "status_ms": 200.0,
            "first_file_ratio": bench_first_file.TARGET}

@@ -152,6 +152,48 @@ def test_a_store_upload_past_the_limit_is_refused_and_deleting_frees_space(small
     assert finished(client, again).error is None
 
 
+def test_the_storage_counted_is_every_document_not_failed_through_every_change():
+    """The storage check keeps a running total instead of summing every document at each
+    import: after each change it must equal that sum (documents failed at creation, by
+    indexing later, set failed or active, deleted, with their store, after a restore)."""
+    from objlib.emulator.state import State
+
+    clock = [1000.0]
+    state = State(seed=5, clock=lambda: clock[0], storage_limit_bytes=None)
+
+    def counted_by_summing() -> int:
+        return sum(d.size_bytes for d in state.documents.values()
+                   if state._settle(d).state != "STATE_FAILED")
+
+    checks = []
+    store = state.create_store("s").name
+    other = state.create_store("t").name
+    docs = []
+    for i, (where, outcome) in enumerate([(store, "active"), (store, "failed"),
+                                          (other, "failed"), (other, "active"),
+                                          (store, "never_done")]):
+        state.add_file(f"raw{i}", data=b"x" * (10 + i))
+        op = state.import_file(where, f"files/raw{i}", index_after_s=5.0, outcome=outcome)
+        docs.append(op.document)
+        checks.append(state.stored_input_bytes() == counted_by_summing())
+    clock[0] += 10  # the failing documents are FAILED now, without anyone settling them
+    checks.append(state.stored_input_bytes() == counted_by_summing())
+    state.add_document(store, "files/drift", state="STATE_FAILED", size_bytes=7)
+    state.set_document_state(docs[0], "STATE_FAILED")
+    state.set_document_state(docs[1], "STATE_ACTIVE")
+    checks.append(state.stored_input_bytes() == counted_by_summing())
+    state.delete_document(docs[3], force=True)
+    state.delete_store(other, force=True)
+    checks.append(state.stored_input_bytes() == counted_by_summing())
+    snapshot = state.snapshot()
+    state.reset()
+    checks.append(state.stored_input_bytes() == counted_by_summing() == 0)
+    state.restore(snapshot)
+    checks.append(state.stored_input_bytes() == counted_by_summing() > 0)
+
+    assert checks == [True] * len(checks)
+
+
 def test_no_storage_limit_with_0_and_the_free_tier_by_default():
     assert Emulator().state.storage_limit_bytes == 1_000_000_000
     assert Emulator(storage_limit_bytes=0).state.storage_limit_bytes is None

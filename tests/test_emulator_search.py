@@ -283,3 +283,33 @@ def test_a_request_without_contents_is_the_real_400(emu):
     assert answer.status_code == 400
     assert answer.json()["error"]["message"] == \
         "* GenerateContentRequest.contents: contents is not specified"
+
+
+def test_an_index_built_before_the_first_search_answers_as_one_built_at_each_import():
+    """The emulator chunks and indexes documents only when a search (or a chunk count) needs
+    them: the hits, their order and scores must be those of an index built at every import,
+    through replacements and deletions of documents indexed or not yet."""
+    from objlib.emulator.search import SearchIndex
+
+    texts = {name: FILLER * (i + 1) + (PHRASE if i % 2 else "") + f" marker{i}"
+             for i, name in enumerate(["a", "b", "c", "d"])}
+    steps = [("add", "a"), ("add", "b"), ("search", None), ("add", "c"), ("drop", "b"),
+             ("add", "a"), ("add", "d"), ("drop", "c"), ("add", "b")]
+    eager, lazy = SearchIndex(), SearchIndex()
+    seen = {"eager": [], "lazy": []}
+    for what, name in steps:
+        for label, index in (("eager", eager), ("lazy", lazy)):
+            if what == "add":
+                index.add_document(name, texts[name], (20, 3))
+            elif what == "drop":
+                index.drop_documents([name])
+            else:
+                seen[label].append(index.query("quokka reason", ["a", "b", "c", "d"], 10))
+            if label == "eager":
+                index.index_pending()
+    for label, index in (("eager", eager), ("lazy", lazy)):
+        seen[label].append(index.query("quokka dawn marker1", ["a", "b", "d"], 50))
+        seen[label].append([index.chunk_count(n) for n in "abcd"])
+
+    assert seen["lazy"] == seen["eager"]
+    assert seen["eager"][-1][2] == 0 and all(seen["eager"][-1][i] for i in (0, 1, 3))

@@ -423,3 +423,4 @@ def test_a_long_listing_asks_a_failed_page_again_instead_of_starting_over(emulat
     assert len(names) == len(set(names)) == 45
     with pytest.raises(Transient):
         list(client.list_documents(store))  # without retries, one failure ends it
+

@@ -76,6 +76,8 @@ def test_a_changed_file_keeps_its_old_document_until_the_new_version_is_indexed(
     lc.record_operation(catalog, row.id, 2, "t2", "op2", T0 + 2, T0 + 60, 60)
     lc.mark_indexed(catalog, row.id, 2, "new-doc", T0 + 3)
     assert [r.document for r in lc.open_removals(catalog)] == ["old-doc"]
+    assert [r.document for r in lc.open_removals(catalog, row.id)] == ["old-doc"]
+    assert lc.open_removals(catalog, row.id + 1) == []
     assert lc.get(catalog, row.id).previous_document is None
 
 

@@ -73,6 +73,25 @@ def test_a_worker_writes_huey_records_and_objlib_events_as_one_json_stream(resto
     assert all(line["level"] == "info" and line["timestamp"] for line in lines)
 
 
+def test_a_logger_made_before_a_reconfiguration_writes_where_the_new_one_says(
+        restore_logging):
+    """Loggers keep their structlog logger between events (one per configuration): a new
+    configuration must still reach a logger that has already written, and a level filtered
+    out must stay out whichever way the event is sent."""
+    first, second = io.StringIO(), io.StringIO()
+    logger = log.get_logger("objlib.worker")
+    log.configure(json=True, handlers=[logging.StreamHandler(first)])
+    logger.info("one")
+    logger.debug("dropped at INFO")
+    log.configure(json=True, level=logging.DEBUG, handlers=[logging.StreamHandler(second)])
+    logger.info("two")
+    logger.debug("kept at DEBUG", step="poll")
+
+    assert [line["event"] for line in json_lines(first.getvalue())] == ["one"]
+    assert [(line["event"], line["level"]) for line in json_lines(second.getvalue())] == [
+        ("two", "info"), ("kept at DEBUG", "debug")]
+
+
 def test_a_library_warning_in_a_worker_is_a_json_line_too(restore_logging):
     import warnings
 

@@ -320,3 +320,27 @@ def test_a_step_re_run_soon_after_imports_without_asking_for_the_raw_file_again(
     sent.subtract(before)
     assert +sent == {"stores.importFile": 1}
     assert lc.get(ctx.catalog, row.id).state == lc.IMPORTING
+
+
+def test_a_poll_holds_the_row_for_this_process_and_spares_a_lease_it_already_holds(
+        ctx, emulator):
+    """While it looks, a poll's row is leased to its process for at least the grace: one
+    leased to another process (its import sent there) is taken over; one this process holds
+    for longer is left as it is (no write); either way recovery cannot take it meanwhile."""
+    from objlib.recovery import process_owner
+
+    emulator.configure(latency={"index": 30.0})
+    ours, theirs = queued(ctx, 1, "task-1"), queued(ctx, 2, "task-2")
+    for row in (ours, theirs):
+        pipeline.upload_and_import(ctx, row.id, row.version, f"task-{row.id}")
+    lc.hold(ctx.catalog, theirs.id, theirs.version, time.time() + 600, owner="elsewhere:1")
+    before = {r.id: lc.get(ctx.catalog, r.id) for r in (ours, theirs)}
+    later(ctx, 2)
+
+    for row in (ours, theirs):
+        with pytest.raises(Deferred):  # asked: not done
+            pipeline.poll_import(ctx, row.id, row.version, f"poll-{row.id}")
+        during = lc.get(ctx.catalog, row.id)
+        assert during.lease_owner == process_owner() and during.polls == 1
+    assert before[ours.id].lease_owner == process_owner()
+    assert before[theirs.id].lease_owner == "elsewhere:1"

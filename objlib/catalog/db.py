@@ -363,8 +363,12 @@ class Catalog:
 
     @property
     def id(self) -> str | None:
-        """This catalogue's id (migration 3): every document it imports carries it."""
-        return self.get_meta("catalog_id")
+        """This catalogue's id (migration 3): every document it imports carries it. Made
+        once and never changed, so read once."""
+        known = getattr(self, "_id", None)
+        if known is None:
+            known = self._id = self.get_meta("catalog_id")
+        return known
 
     def set_meta(self, key: str, value: str) -> None:
         with self.write() as conn:

@@ -517,9 +517,14 @@ class Removal:
     attempts: int
 
 
-def open_removals(catalog: Catalog) -> list[Removal]:
-    rows = catalog.query("SELECT id, document, file_id, reason, attempts FROM removals "
-                         "WHERE removed_at IS NULL ORDER BY id")
+def open_removals(catalog: Catalog, file_id: int | None = None) -> list[Removal]:
+    """Removals not confirmed yet (only ``file_id``'s, when given)."""
+    if file_id is None:
+        rows = catalog.query("SELECT id, document, file_id, reason, attempts FROM removals "
+                             "WHERE removed_at IS NULL ORDER BY id")
+    else:
+        rows = catalog.query("SELECT id, document, file_id, reason, attempts FROM removals "
+                             "WHERE removed_at IS NULL AND file_id=? ORDER BY id", (file_id,))
     return [Removal(**dict(r)) for r in rows]
 
 
