@@ -298,7 +298,7 @@ def test_queue_depth_is_read_from_huey_storage(settings, catalog):
 
 
 def test_the_queue_name_is_the_one_objlib_tasks_uses(settings):
-    assert queue_for(settings).name == QUEUE_NAME
+    assert queue_for(settings).name == QUEUE_NAME == st.QUEUE_NAME
 
 
 # ---------------------------------------------------------------------------- reading only
