@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,6 +283,18 @@ def mark_queued(catalog: Catalog, file_id: int, version: int, task_id: str, now:
     with catalog.write() as conn:
         return _move(conn, file_id, version, from_states, QUEUED, now, why, task_id=task_id,
                      queued_at=now, lease_until=None, lease_owner=None)
+
+
+def mark_queued_many(catalog: Catalog, rows: Iterable[tuple[int, int, str]],
+                     now: float) -> set[int]:
+    """``mark_queued`` for many rows (``file_id``, ``version``, ``task_id``) in one
+    transaction; the ids of the rows handed to their task. One transaction a row cost
+    ``objlib enqueue`` a lock round and a commit each: 20,000 rows took 8.6 s alone and 47 s
+    beside seven running workers (their claims take the same write lock)."""
+    with catalog.write() as conn:
+        return {file_id for file_id, version, task_id in rows
+                if _move(conn, file_id, version, (PENDING,), QUEUED, now, "enqueued",
+                         task_id=task_id, queued_at=now, lease_until=None, lease_owner=None)}
 
 
 def claim(catalog: Catalog, file_id: int, version: int, task_id: str, now: float,
