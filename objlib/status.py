@@ -229,7 +229,7 @@ def queue_depth(path: Path) -> tuple[int, int]:
 
     def read() -> tuple[int, int]:
         with closing(sqlite3.connect(_read_only_uri(path), uri=True, timeout=5.0)) as conn:
-            return tuple(conn.execute(  # type: ignore[return-value]
+            return tuple(conn.execute(
                 "SELECT (SELECT COUNT(*) FROM task WHERE queue=?), "
                 "(SELECT COUNT(*) FROM schedule WHERE queue=?)",
                 (QUEUE_NAME, QUEUE_NAME)).fetchone())
