@@ -15,7 +15,6 @@ tasks) are the thin ``objlib.tasks.recover`` around ``plan``.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +25,8 @@ QUEUED_GRACE_S = 5.0  # a queued row's task may be between dequeue and claim thi
 
 def process_owner(host: str | None = None, pid: int | None = None) -> str:
     """``host:pid`` of this process (or of the given one): who holds a lease or runs a run."""
+    import socket  # here, not at import: `objlib status` (a new process) rarely needs it
+
     return f"{host or socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
@@ -46,6 +47,8 @@ def owner_alive(owner: str | None, *, host: str | None = None,
     one on another host cannot be checked, so it is trusted until its lease expires."""
     if not owner:
         return False
+    import socket
+
     owner_host, _, pid = owner.rpartition(":")
     if owner_host != (host or socket.gethostname()):
         return True  # cannot tell: trust the lease's expiry

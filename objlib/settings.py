@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -127,6 +126,8 @@ def _read_env() -> dict:
 def _read_config(path: Path) -> dict:
     if not path.is_file():
         return {}
+    import tomllib  # only when there is a config file
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -19,7 +19,6 @@ import itertools
 import time
 from contextlib import contextmanager
 
-from objlib import retry
 from objlib.catalog import Catalog
 from objlib.catalog import lifecycle as lc
 from objlib.clients import command_client
@@ -168,7 +167,9 @@ def lost_at(catalog: Catalog) -> float | None:
 
 def _with_retries(settings: Settings, call, attempts: int = 6):
     """A command (not a worker) may wait a little on a 429 or a transient error: the one
-    in-process retry policy (``objlib.retry``)."""
+    in-process retry policy (``objlib.retry``; imported here, not at import: stamina costs
+    ~25 ms that ``objlib status``, which reads this module's facts, does not need)."""
+    from objlib import retry
     from objlib.gemini.errors import RateLimited, Transient
 
     return retry.call(call, retry_on=lambda exc: isinstance(exc, (RateLimited, Transient)),

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from huey import SqliteHuey, crontab
 from huey.consumer import Consumer
 from huey.exceptions import RetryTask
+from huey.signals import SIGNAL_ENQUEUED
 from huey.storage import SqliteStorage
 from huey.utils import normalize_time
 
@@ -92,6 +93,15 @@ class _QueueStorage(SqliteStorage):
             conn.close()
             raise
         return conn
+
+    def enqueue_many(self, items: list[tuple[bytes, float | None]]) -> None:
+        """Several tasks (serialized, with their priority) in one transaction: the INSERT of
+        huey's own ``enqueue``, which commits each task alone. huey's API has no batch
+        (``Huey.enqueue`` of a group enqueues its tasks one by one)."""
+        with self.db(commit=True) as curs:
+            curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)",
+                             [(self.name, self.to_blob(data), priority or 0)
+                              for data, priority in items])
 
 
 class ObjlibHuey(SqliteHuey):
@@ -234,6 +244,23 @@ class ObjlibHuey(SqliteHuey):
         with queue_errors(self.settings):
             self.enqueue(task)
 
+    def send_many(self, tasks: list) -> None:
+        """What ``send`` does for each task (huey's ``enqueue``: the expiry resolved, the
+        ENQUEUED signal, the task serialized), with one queue.db transaction for all."""
+        if self._immediate:
+            for task in tasks:
+                self.send(task)
+            return
+        items = []
+        for task in tasks:
+            if task.expires:
+                task.resolve_expires(self.utc)
+            self._emit(SIGNAL_ENQUEUED, task)
+            items.append((self.serialize_task(task), task.priority))
+        if items:
+            with queue_errors(self.settings):
+                self.storage.enqueue_many(items)
+
     def upload_task(self, file_id: int, version: int):
         """The upload of one file version with its chained poll (not yet sent: its id is
         recorded in the row first)."""
@@ -317,17 +344,6 @@ def check_home(queue: ObjlibHuey) -> None:
         row = queue.storage.sql("PRAGMA quick_check", results=True)
         if row[0][0] != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {row[0][0]}")
-
-
-def read_depth(uri: str) -> tuple[int, int]:
-    """(waiting, scheduled) through a read-only SQLite URI: nothing is created or written
-    (``objlib status``); SQLite's errors are the caller's to word."""
-    storage = SqliteStorage(QUEUE_NAME, filename=uri, uri=True, create_tables=False,
-                            journal_mode=None)
-    try:
-        return storage.queue_size(), storage.schedule_size()
-    finally:
-        storage.close()
 
 
 # ---------------------------------------------------------------------------- the tasks
@@ -590,20 +606,28 @@ huey = ObjlibHuey(Settings.load)
 # ---------------------------------------------------------------------------- handing out
 
 
+SEND_BATCH = 500  # rows handed to tasks per catalogue transaction and per queue transaction
+
+
 def send_uploads(settings: Settings, catalog: Catalog, rows: Iterable, now: float | None, *,
                  queue: ObjlibHuey | None = None) -> list[str]:
     """Each pending row (``id``, ``version``, ``path``) becomes one upload task; the paths
-    handed out. The row first: if the send fails, recovery finds a queued row with no task
-    and hands it to a new one. ``now`` (tests) stamps every row; by default each row's
-    ``queued_at`` is read from the clock when it is queued."""
+    handed out. The rows first: ``SEND_BATCH`` rows are marked queued, each with its task id,
+    in one catalogue transaction, then those tasks go into the queue in one queue
+    transaction. If the send fails (or the process dies in between), recovery finds queued
+    rows with no task (after ``recovery.QUEUED_GRACE_S``) and hands them to new ones.
+    ``now`` (tests) stamps every row; by default a batch's ``queued_at`` is read from the
+    clock when it is queued."""
     q = queue or queue_for(settings)
-    sent = []
-    for row in rows:
-        task = q.upload_task(row["id"], row["version"])
+    rows, sent = list(rows), []
+    for start in range(0, len(rows), SEND_BATCH):
+        batch = rows[start:start + SEND_BATCH]
+        tasks = {row["id"]: q.upload_task(row["id"], row["version"]) for row in batch}
         stamp = time.time() if now is None else now
-        if lc.mark_queued(catalog, row["id"], row["version"], task.id, stamp):
-            q.send(task)
-            sent.append(row["path"])
+        won = lc.mark_queued_many(catalog, [(row["id"], row["version"], tasks[row["id"]].id)
+                                            for row in batch], stamp)
+        q.send_many([tasks[row["id"]] for row in batch if row["id"] in won])
+        sent += [row["path"] for row in batch if row["id"] in won]
     return sent
 
 

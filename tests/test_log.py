@@ -170,6 +170,20 @@ def test_the_cli_logs_for_the_console_only_when_something_is_logged(restore_logg
     assert done.stderr == "no"
 
 
+def test_an_event_below_the_wanted_level_configures_nothing(restore_logging, capsys):
+    log.configure_lazily(level=logging.INFO)
+    log.get_logger("objlib.scan").debug("scan.finished", files=2)
+    assert not log._applied and capsys.readouterr().err == ""
+    log.get_logger("objlib.scan").warning("scan.warning", message="odd")
+    assert log._applied and "scan.warning" in capsys.readouterr().err
+
+
+def test_an_event_at_the_wanted_level_is_written(restore_logging, capsys):
+    log.configure_lazily(level=logging.DEBUG)
+    log.get_logger("objlib.scan").debug("scan.finished", files=2)
+    assert "scan.finished" in capsys.readouterr().err
+
+
 def test_cli_json_logging_applies_at_the_first_event(restore_logging, settings, capsys):
     log.configure_lazily(json=True)
     log.get_logger("objlib.scan").info("scanned", files=2)

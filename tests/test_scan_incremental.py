@@ -76,6 +76,59 @@ def reads(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def parses(monkeypatch):
+    """Count the paths the scan parses for metadata."""
+    seen: list[str] = []
+    real = scanner.parse_path
+
+    def counting(path, patterns):
+        seen.append(path)
+        return real(path, patterns)
+
+    monkeypatch.setattr(scanner, "parse_path", counting)
+    return seen
+
+
+def test_a_no_change_rescan_parses_no_path_again(settings, lib, parses):
+    for i in range(5):
+        put(lib, f"Courses/Logic/Logic - Lesson {i} - Intro.txt", f"lesson {i}\n")
+    scan_library(settings, lib, now=NOW)
+    assert len(parses) == 5
+    recorded = db(settings, "SELECT value FROM meta WHERE key=?", (scanner.METADATA_KEY,))
+
+    summary = scan_library(settings, lib, now=NOW + 60)
+
+    assert len(parses) == 5 and summary.unchanged == 5
+    assert recorded and recorded[0]["value"] == scanner.fingerprint(scanner.compile_patterns())
+
+
+def test_rows_parsed_with_other_patterns_or_another_parser_are_parsed_again(settings, lib,
+                                                                           parses):
+    for i in range(3):
+        put(lib, f"Courses/Logic/Logic - Lesson {i} - Intro.txt", f"lesson {i}\n")
+    scan_library(settings, lib, now=NOW)
+    with sqlite3.connect(settings.library_db) as conn:  # as an older objlib recorded them
+        conn.execute("UPDATE meta SET value='an older parser' WHERE key=?",
+                     (scanner.METADATA_KEY,))
+        conn.execute("UPDATE files SET metadata_json='{}'")
+    conn.close()
+
+    summary = scan_library(settings, lib, now=NOW + 60)
+
+    assert len(parses) == 6 and summary.touched == 3
+    assert '"lesson": 1' in row(settings, "Courses/Logic/Logic - Lesson 1 - Intro.txt")[
+        "metadata_json"]
+    summary = scan_library(settings, lib, now=NOW + 120)
+    assert len(parses) == 6 and summary.unchanged == 3
+
+
+def test_the_metadata_fingerprint_follows_the_patterns():
+    builtin = scanner.fingerprint(scanner.compile_patterns())
+    assert builtin == scanner.fingerprint(scanner.compile_patterns())
+    assert builtin != scanner.fingerprint(scanner.compile_patterns(("^(?P<topic>.+)$",)))
+
+
 def test_a_cold_scan_records_every_file_and_claims_the_library_root(settings, lib):
     put(lib, "Courses/Logic/Logic - Lesson 1 - Intro.txt")
     put(lib, "Books/A Book.txt", "a book\n")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -298,10 +301,26 @@ def test_queue_depth_is_read_from_huey_storage(settings, catalog):
 
 
 def test_the_queue_name_is_the_one_objlib_tasks_uses(settings):
-    assert queue_for(settings).name == QUEUE_NAME
+    assert queue_for(settings).name == QUEUE_NAME == st.QUEUE_NAME
 
 
 # ---------------------------------------------------------------------------- reading only
+
+
+def test_status_json_as_a_new_process_imports_no_heavy_library(settings, catalog):
+    """A script's `status --json` is a new process each time, beside busy workers: it reads
+    SQLite and prints JSON, without Rich, huey, stamina, structlog or the SDK."""
+    heavy = ("rich", "huey", "stamina", "tenacity", "structlog", "google", "secrets")
+    code = ("import sys; from objlib.cli import cli; "
+            "cli(['status', '--json'], standalone_mode=False); "
+            f"sys.stderr.write(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parent.parent,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                               "OBJLIB_HOME": str(settings.home), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"]["pending"] == 20
+    assert done.stderr == ""
 
 
 def test_status_creates_no_queue_or_throttle_file(settings, catalog):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import pytest
 from click.testing import CliRunner
 
 from objlib import tasks
@@ -74,3 +75,56 @@ def test_a_task_taken_off_the_queue_is_live_until_it_has_run(tmp_path):
     assert q.running_here() == []
     live = q.live_tasks()
     assert live.scheduled == 1 and task.id in live.task_ids
+
+
+def test_rows_are_handed_to_tasks_in_batches_each_row_to_the_task_it_names(
+        settings, library, monkeypatch):
+    from objlib.catalog import lifecycle as lc
+    from objlib.catalog import open_catalog
+    from objlib.scan import scan_library
+
+    write_library(library, 5)
+    scan_library(settings, library)
+    catalog = open_catalog(settings)
+    rows = catalog.query("SELECT id, version, path FROM files ORDER BY id")
+    assert lc.mark_queued(catalog, rows[2]["id"], 1, "taken-meanwhile", 1.0)  # loses its race
+    monkeypatch.setattr(tasks, "SEND_BATCH", 2)
+    q = tasks.queue_for(settings)
+
+    sent = tasks.send_uploads(settings, catalog, rows, 100.0)
+
+    assert sent == [r["path"] for i, r in enumerate(rows) if i != 2]
+    queued = {r["id"]: r["task_id"] for r in catalog.query(
+        "SELECT id, task_id FROM files WHERE state='queued' AND queued_at=100.0")}
+    assert [(t.id, tuple(t.args)) for t in q.pending()] == \
+        [(queued[r["id"]], (r["id"], 1)) for i, r in enumerate(rows) if i != 2]
+    assert all(t.on_complete.name.endswith("poll_import") for t in q.pending())
+    assert catalog.query("SELECT COUNT(*) FROM history WHERE why='enqueued'")[0][0] == 5
+    catalog.close()
+
+
+def test_rows_whose_batch_never_reached_the_queue_are_recovered(settings, library, monkeypatch):
+    from objlib.catalog import open_catalog
+    from objlib.errors import QueueError
+    from objlib.scan import scan_library
+
+    write_library(library, 3)
+    scan_library(settings, library)
+    catalog = open_catalog(settings)
+    rows = catalog.query("SELECT id, version, path FROM files ORDER BY id")
+    q = tasks.queue_for(settings)
+
+    def locked(items):
+        raise tasks.sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(q.storage, "enqueue_many", locked)
+    with pytest.raises(QueueError, match="locked"):
+        tasks.send_uploads(settings, catalog, rows, 100.0)
+    monkeypatch.undo()
+    assert q.depth() == (0, 0)
+
+    summary = tasks.recover(settings, catalog, now=100.0 + 10)
+
+    assert sorted(summary.requeued) == sorted(r["path"] for r in rows)
+    assert q.depth() == (3, 0)
+    catalog.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,6 +283,29 @@ def mark_queued(catalog: Catalog, file_id: int, version: int, task_id: str, now:
     with catalog.write() as conn:
         return _move(conn, file_id, version, from_states, QUEUED, now, why, task_id=task_id,
                      queued_at=now, lease_until=None, lease_owner=None)
+
+
+def mark_queued_many(catalog: Catalog, rows: Iterable[tuple[int, int, str]],
+                     now: float) -> set[int]:
+    """``mark_queued`` for many rows (``file_id``, ``version``, ``task_id``) in one
+    transaction (each row's conditional UPDATE, its ``rowcount`` deciding, then the history
+    of those that moved); the ids of the rows handed to their task. One transaction a row
+    cost ``objlib enqueue`` a lock round and a commit each: 20,000 rows took 8.6 s alone and
+    47 s beside seven running workers (their claims take the same write lock)."""
+    moved: list[tuple[int, int]] = []
+    with catalog.write() as conn:
+        for file_id, version, task_id in rows:
+            if conn.execute(_ENQUEUE, (QUEUED, now, task_id, now, file_id, version,
+                                       PENDING)).rowcount == 1:
+                moved.append((file_id, version))
+        conn.executemany("INSERT INTO history(file_id, version, from_state, to_state, at, why) "
+                         "VALUES(?, ?, ?, ?, ?, 'enqueued')",
+                         [(file_id, version, PENDING, QUEUED, now) for file_id, version in moved])
+    return {file_id for file_id, _ in moved}
+
+
+_ENQUEUE = ("UPDATE files SET state=?, state_changed_at=?, task_id=?, queued_at=?, "
+            "lease_until=NULL, lease_owner=NULL WHERE id=? AND version=? AND state=?")
 
 
 def claim(catalog: Catalog, file_id: int, version: int, task_id: str, now: float,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import posixpath
 import re
 from collections.abc import Sequence
@@ -122,6 +123,30 @@ def compile_patterns(user_patterns: tuple[str, ...] = ()) -> tuple[Pattern, ...]
                 f"{', '.join(KEYS)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
         compiled.append(Pattern(f"user-{i}", regex, groups))
     return (*compiled, *BUILTIN_PATTERNS)
+
+
+# a path of every convention (and of none): what the parser makes of them is part of the
+# fingerprint, so a change to the parser that changes their metadata changes it too
+_PROBES = ("Courses/Logic/Logic - Lesson 3 - Induction.txt",
+           "Courses/Logic/Year2/Q3/Logic - Week 4 - Induction.txt",
+           "Courses/Logic/Logic - Week 4 - Induction.txt",
+           "Courses/Logic/Logic - Year 2 - Q3 - Week 4 - Free_Will.txt",
+           "MOTM/MOTM_2023-05-14_Free_Will.md", "MOTM/MOTM_2023-02-30_No_Such_Day.md",
+           "Podcasts/Reason Radio/Episode 12 [abc123] A  Title.txt",
+           "Episode 3 [x_1] Alone.txt", "Books/Some   Book.txt", "loose_note.md")
+
+
+def fingerprint(patterns: Sequence[Pattern]) -> str:
+    """What the metadata of a path depends on besides the path: the patterns (the user's and
+    the built-in ones) and what the parser makes of them. A re-scan that finds the
+    fingerprint its catalogue recorded keeps the metadata of files whose size and mtime did
+    not change instead of parsing every path again (``objlib.scan.scanner``)."""
+    import hashlib  # the scan hashes content anyway; this module alone does not need it
+
+    described = [[p.name, p.regex.pattern, p.regex.flags, list(p.fields)] for p in patterns]
+    parsed = [parse_path(path, patterns) for path in _PROBES]
+    text = json.dumps([described, parsed, _YEAR_QUARTER_FOLDERS.pattern], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def parse_path(path: str, patterns: Sequence[Pattern] = BUILTIN_PATTERNS) -> PathMetadata:

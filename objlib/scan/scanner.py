@@ -47,7 +47,7 @@ from objlib.errors import LibraryError
 from objlib.log import get_logger
 from objlib.scan import guard
 from objlib.scan.guard import DeleteLimit
-from objlib.scan.metadata import PathMetadata, compile_patterns, parse_path
+from objlib.scan.metadata import PathMetadata, compile_patterns, fingerprint, parse_path
 from objlib.scan.walk import (
     Content,
     Entry,
@@ -60,6 +60,8 @@ from objlib.scan.walk import (
 from objlib.settings import Settings
 
 ROOT_KEY = "library_root"
+# the metadata fingerprint (``metadata.fingerprint``) every row's metadata was parsed with
+METADATA_KEY = "metadata_fingerprint"
 # metadata a file declares about itself (read by ``filetypes``), kept beside the path's
 DECLARED_KEYS = ("document_title", "author")
 INSERT_BATCH = 500
@@ -152,7 +154,10 @@ def scan_library(settings: Settings, root: str | os.PathLike, *, dry_run: bool =
         summary.files = len(listing.entries)
         summary.warnings += listing.warnings
         _guard_deletions(summary, known, listing, limit)
-        scan = _Scan(catalog, patterns, time.time() if now is None else now, dry_run, summary)
+        parsed_with = fingerprint(patterns)
+        recorded = catalog.get_meta(METADATA_KEY) if catalog is not None else None
+        scan = _Scan(catalog, patterns, time.time() if now is None else now, dry_run, summary,
+                     reuse_metadata=recorded == parsed_with)
         to_read = [(e, known.get(e.path)) for e in listing.entries
                    if not scan.decide_by_stat(e, known.get(e.path))]
         for (entry, row), content in _read_all(to_read, settings.max_file_bytes, progress,
@@ -161,6 +166,8 @@ def scan_library(settings: Settings, root: str | os.PathLike, *, dry_run: bool =
         scan.flush()
         present = {e.path for e in listing.entries} - scan.vanished
         scan.remove_gone(known, present, listing.unlisted_dirs)
+        if catalog is not None and not dry_run and recorded != parsed_with:
+            catalog.set_meta(METADATA_KEY, parsed_with)  # every row is parsed with it now
     finally:
         if catalog is not None:
             catalog.close()
@@ -261,9 +268,13 @@ class _Scan:
     """Decides each file against its row and records the decision (unless dry run)."""
 
     def __init__(self, catalog: Catalog | None, patterns, now: float, dry_run: bool,
-                 summary: ScanSummary):
+                 summary: ScanSummary, *, reuse_metadata: bool = False):
         self.catalog = catalog
         self.patterns = patterns
+        # every row's metadata was parsed with these patterns and this parser: a file whose
+        # size and mtime did not change keeps it (parsing 10,000 paths was ~0.3 s of a
+        # no-change re-scan's ~1 s)
+        self.reuse_metadata = reuse_metadata
         self.now = now
         self.dry_run = dry_run or catalog is None
         self.summary = summary
@@ -285,6 +296,10 @@ class _Scan:
             return True
         if row.state in (SKIPPED, DELETED):
             return False
+        if self.reuse_metadata:
+            self.summary.unchanged += 1
+            self._seen.append(row.id)
+            return True
         meta = self._metadata(entry.path, _declared_of(row))
         if _same_metadata(row, meta):
             self.summary.unchanged += 1
