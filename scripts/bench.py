@@ -122,15 +122,34 @@ def model_bound(model: dict, workers: int) -> float | None:
 # ---------------------------------------------------------------------------- huey's log
 
 
-_LOG = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] \w+:huey[^:]*:([^:]+):(.*)$")
 _EXEC = re.compile(r"^Executing objlib\.tasks\.(\w+): ([0-9a-f-]{36})(?: @(\S+ \S+))?")
 _DONE = re.compile(r"^objlib\.tasks\.(\w+): ([0-9a-f-]{36}).* executed in ([0-9.]+)s$")
 _RETRY = re.compile(r"^Task ([0-9a-f-]{36}) raised RetryTask")
 _ERROR = re.compile(r"^Unhandled exception in task ([0-9a-f-]{36})")
+# the tasks that work on one file; the periodic ones (recovery, reconcile, sync) are not
+FILE_TASKS = frozenset({"upload_and_import", "poll_import", "remove_document",
+                        "settle_superseded"})
 
 
-def _local_epoch(day_time: str, ms: str) -> float:
-    return time.mktime(time.strptime(day_time, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+def huey_lines(log_text: str):
+    """(epoch s, thread, message) of each of huey's own lines in a consumer's log: one JSON
+    object a line (``objlib.log``'s worker stream), ``timestamp`` ISO 8601 in UTC, ``thread``
+    the worker's name, ``event`` huey's message. Lines that are not JSON (a traceback a
+    library printed itself) and objlib's own events are passed over."""
+    for line in log_text.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or not str(record.get("logger", "")).startswith("huey"):
+            continue
+        try:
+            at = datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            continue
+        yield at.timestamp(), str(record.get("thread", "")), str(record.get("event", ""))
 
 
 def _utc_epoch(text: str) -> float:  # huey's etas are naive UTC (utc=True)
@@ -140,21 +159,20 @@ def _utc_epoch(text: str) -> float:  # huey's etas are naive UTC (utc=True)
 
 def worker_profile(log_text: str, files: int, start: float, end: float, workers: int) -> dict:
     """Where the workers' time went between ``start`` and ``end`` (epoch s), from huey's INFO
-    lines: time inside tasks per kind, the gaps between one task's end and the worker's next
-    task, how late re-scheduled tasks started after their eta, and the ramp-up and tail (from
-    ``start`` until every worker is first busy at once; from the last moment they all were
-    until ``end``). Millisecond log resolution."""
+    lines in the consumer's JSON log (``huey_lines``): executions by task (``tasks``: those
+    of the files, the periodic ones left out), time inside tasks per kind, the gaps between
+    one task's end and the worker's next task, how late re-scheduled tasks started after
+    their eta, and the ramp-up and tail (from ``start`` until every worker is first busy at
+    once; from the last moment they all were until ``end``)."""
     span_s = end - start
     runs: dict[str, list] = {}     # worker -> [(start, end, kind)]
     open_: dict[str, tuple] = {}
     late = []
-    for line in log_text.splitlines():
-        m = _LOG.match(line)
-        if not m:
-            continue
-        at, worker, msg = _local_epoch(m[1], m[2]), m[3], m[4]
+    by_task: dict[str, int] = {}
+    for at, worker, msg in huey_lines(log_text):
         if e := _EXEC.match(msg):
             name, eta = e[1], e[3]
+            by_task[name] = by_task.get(name, 0) + 1
             kind = {"upload_and_import": "import" if eta else "upload",
                     "poll_import": "poll"}.get(name, "other")
             open_[worker] = (at, kind)
@@ -189,6 +207,8 @@ def worker_profile(log_text: str, files: int, start: float, end: float, workers:
                       default=None)
     return {
         "executions": counts,
+        "executions_by_task": dict(sorted(by_task.items())),
+        "tasks": sum(n for name, n in by_task.items() if name in FILE_TASKS),
         "in_task_s_per_file": {k: round(v / files, 4) for k, v in in_tasks.items()},
         "mean_s_per_execution": {k: round(in_tasks[k] / counts[k], 4) for k in counts},
         "busy_fraction": round(busy / (workers * span_s), 3) if span_s else None,
@@ -290,7 +310,7 @@ def pipeline_run(work: Path, *, profile: str, files: int, workers: int, seed: in
         "emulator_cpu_ms_per_file": round(emu_cpu / len(rows) * 1000, 2),
         "api_calls": sum(v for k, v in stats["requests"].items()
                          if k not in SETUP_ENDPOINTS),
-        "tasks": sum(workers_time["executions"].values()),
+        "tasks": workers_time["tasks"],
         "workers_time": workers_time,
         "load_average": load,
         "model": model,
