@@ -102,12 +102,18 @@ INSERT OR IGNORE INTO adaptive(id) VALUES (1)
 
 
 class Deferred(Exception):
-    """Not now: come back in ``delay_s`` seconds. Tasks turn this into RetryTask(delay=...)."""
+    """Not now: come back in ``delay_s`` seconds. Tasks turn this into RetryTask(delay=...).
 
-    def __init__(self, delay_s: float, reason: str):
+    ``resend``: what is waited for is a moment to send a request again (a rate-limit slot,
+    the backoff after an error answer), not the service's own progress (an import running):
+    a thread that can spare ``delay_s`` may wait it out and run the step again at once
+    (``objlib.lane``), instead of handing the step back to the queue's schedule."""
+
+    def __init__(self, delay_s: float, reason: str, *, resend: bool = False):
         super().__init__(f"{reason}; retry in {delay_s:.2f} s")
         self.delay_s = delay_s
         self.reason = reason
+        self.resend = resend
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,8 @@ class Throttle:
             breaker = conn.execute("SELECT state, open_until FROM breaker").fetchone()
             if breaker[0] == "open" and breaker[1] > now:
                 wait = breaker[1] - now
-                raise Deferred(wait + self._rng.uniform(0, min(wait, 5.0)), "circuit breaker open")
+                raise Deferred(wait + self._rng.uniform(0, min(wait, 5.0)), "circuit breaker open",
+                               resend=True)
             limit = self._limit_in_force(conn)
             if not limit:
                 return
@@ -243,7 +250,7 @@ class Throttle:
                 # every task's requests over minutes)
                 wait = start - now - ahead_s
                 raise Deferred(wait + self._rng.uniform(0, ahead_s / 2),
-                               "rate limit: slots taken")
+                               "rate limit: slots taken", resend=True)
             conn.execute("UPDATE limiter SET tat=?", (start + cost * interval_s,))
             if start <= now + _GRANT_EARLY_S:
                 self._send(conn, cost, limit, now)
@@ -251,7 +258,7 @@ class Throttle:
             conn.execute("DELETE FROM reservations WHERE at < ?", (now - _RESERVATION_TTL_S,))
             conn.execute("INSERT INTO reservations(holder, at, cost) VALUES (?, ?, ?)",
                          (holder, start, cost))
-        raise Deferred(start - now, "rate limit: slot reserved")
+        raise Deferred(start - now, "rate limit: slot reserved", resend=True)
 
     def _spend_reservation(self, conn: sqlite3.Connection, holder: str, cost: int, tat: float,
                            interval_s: float, now: float) -> bool:
@@ -268,7 +275,7 @@ class Throttle:
             return False
         at, reserved_cost = reserved
         if at > now + _GRANT_EARLY_S:
-            raise Deferred(at - now, "rate limit: waiting for a reserved slot")
+            raise Deferred(at - now, "rate limit: waiting for a reserved slot", resend=True)
         conn.execute("DELETE FROM reservations WHERE holder=?", (holder,))
         if now - at > LATE_S:
             return False
@@ -300,7 +307,8 @@ class Throttle:
             for at, c in sends:  # the oldest leave first
                 leaving -= c
                 if leaving <= 0:
-                    raise Deferred(at + WINDOW_S - now + 1e-6, "rate limit: window full")
+                    raise Deferred(at + WINDOW_S - now + 1e-6, "rate limit: window full",
+                                   resend=True)
         conn.execute("INSERT INTO sends(at, cost) VALUES (?, ?)", (now, cost))
 
     def _limit_in_force(self, conn: sqlite3.Connection) -> float | None:
