@@ -27,11 +27,12 @@ than the limit. A step that needs more than the whole limit goes alone, into an 
 Adaptive limit — AIMD, as TCP paces itself without knowing the link. The limit in force is
 ``min(rate_limit_per_minute, adaptive)``; with neither, requests are not limited. When 429s
 press (at least ``ADAPT_MIN_429`` of them and ``ADAPT_RATIO`` of the requests of the last
-``PRESSURE_S``), the adaptive limit is *cut* to ``BETA`` times the one in force or, when none
-is, ``FIRST_CUT`` times the lower of the configured limit and what the service accepted in
-the last ``WINDOW_S`` (the quota measured: it refused the rest). The minute after a cut is
-not judged: an rpm quota remembers the requests sent before the cut that long, so the 429s
-the new pace meets then say nothing about it. Each whole judged window without pressure
+``PRESSURE_S``; for a first pace, of at least ``ADAPT_SAMPLE`` requests), the adaptive
+limit is *cut* to ``BETA`` times the one in force or, when none is, ``FIRST_CUT`` times
+the lower of the configured limit and what the service accepted in the last ``WINDOW_S``
+(the quota measured: it refused the rest). The minute after a cut is not judged: an rpm
+quota remembers the requests sent before the cut that long, so the 429s the new pace meets
+then say nothing about it. Each whole judged window without pressure
 *raises* it by ``RAISE`` (at least one request a minute); once it reaches the configured
 limit, or a window's requests stay under ``DROP_BELOW`` of it (it no longer holds anyone
 back), it is dropped. It never goes below ``MIN_PER_MINUTE``. Scattered 429s (under the
@@ -80,6 +81,7 @@ RAISE = 0.1  # a raise per window without pressure: this fraction of the limit (
 PRESSURE_S = 30.0  # 429s press when, in the last PRESSURE_S, there were at least ...
 ADAPT_MIN_429 = 3  # ... this many of them ...
 ADAPT_RATIO = 0.15  # ... and this fraction of the requests (as in the last WINDOW_S, to raise)
+ADAPT_SAMPLE = 60  # ... judged, to set a first pace, over at least this many requests
 DROP_BELOW = 0.5  # dropped when a window's requests stay under this fraction of it
 MIN_PER_MINUTE = 1.0
 
@@ -157,8 +159,17 @@ def judged_since(a: Adaptive, now: float) -> float:
     return max(now - WINDOW_S, -1.0 if a.cut_at is None else a.cut_at + WINDOW_S)
 
 
-def _pressing(limited: int, requests: int) -> bool:
-    return limited >= ADAPT_MIN_429 and limited >= ADAPT_RATIO * requests
+def _pressing(limited: int, requests: int, sample: int = 0) -> bool:
+    """429s press when they are at least ``ADAPT_MIN_429`` and ``ADAPT_RATIO`` of the
+    requests, judged over at least ``sample`` of them (fewer count as that many). A first
+    pace is judged over ``ADAPT_SAMPLE``: without that floor a few scattered 429s among the
+    first requests of a run (a service that refuses one request in 20 at random: 3 of the
+    first 20) set a pace from what little had been accepted, some 15 requests a minute,
+    which then took the better part of an hour to climb back: in 9 % of simulated run starts
+    at 5 % random 429s, 0.3 % with the floor. A quota's first burst meets 429s on every
+    worker at once, well above it. A pace in force is judged as before (its windows are
+    small at a small quota, and it must answer their 429s)."""
+    return limited >= ADAPT_MIN_429 and limited >= ADAPT_RATIO * max(requests, sample)
 
 
 def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
@@ -167,7 +178,8 @@ def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
     service accepted in the window (a measure of the quota, so less is taken off). Raise
     after a whole judged window without pressure; drop once at the configured limit or
     above what the workers ask for. ``configured`` 0: none."""
-    if _pressing(w.recent_limited, w.recent_requests):
+    if _pressing(w.recent_limited, w.recent_requests,
+                 0 if a.per_minute is not None else ADAPT_SAMPLE):
         if a.per_minute is not None:
             cut = BETA * a.per_minute
         else:
