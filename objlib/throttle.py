@@ -261,8 +261,9 @@ class Throttle:
                 # (a short horizon keeps a step's requests together instead of interleaving
                 # every task's requests over minutes)
                 wait = start - now - ahead_s
+                # (no slot is held for it: nothing to be on time for, so not ``resend``)
                 raise Deferred(wait + self._rng.uniform(0, ahead_s / 2),
-                               "rate limit: slots taken", resend=True)
+                               "rate limit: slots taken")
             conn.execute("UPDATE limiter SET tat=?", (start + cost * interval_s,))
             if start <= now + _GRANT_EARLY_S:
                 self._send(conn, cost, limit, now)
