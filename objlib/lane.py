@@ -18,16 +18,30 @@ chained poll, a re-schedule of the same task). Durability does not depend on it:
 step is in the lane stays leased by this process, so if the process dies its rows are
 resumed by recovery like any other in-flight row; at a normal exit the interpreter lets the
 calls in the lane finish before it ends (``concurrent.futures`` joins its threads).
+
+Short waits are the lane's too. A step that meets a transient failure (a 429, a 503) or
+waits for its rate-limit slot is to send its request again after a short delay. Handed back
+to the queue, that delay grows by a scheduler tick and the wait for a free worker (0.85 s at
+the median, 1.4 s at P95 in a field run; the step runs again from its start on a worker). A
+lane thread that can spare it waits the delay out itself (``Lane.wait``) and runs the step
+again at once: at most ``WAIT_MAX_S`` per wait and ``WAIT_BUDGET_S`` per step; a longer wait
+(a quota's retry delay, an open circuit breaker) goes back to the queue's schedule as before.
+Politeness is unchanged: the delay is the one the step asked for (the service's retry delay,
+else the backoff), and the request sent again passes the shared rate limiter and circuit
+breaker like any other.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 THREADS = 14  # control calls in flight per process beside its uploads, unless configured
+WAIT_MAX_S = 3.0  # a lane thread waits out a delay this short itself ...
+WAIT_BUDGET_S = 6.0  # ... up to this much in all for one step; longer: the queue's schedule
 
 _lock = threading.Lock()
 _lane: tuple[int, Lane] | None = None
@@ -35,8 +49,9 @@ _threads = THREADS
 
 
 class Lane:
-    def __init__(self, threads: int = THREADS):
+    def __init__(self, threads: int = THREADS, sleep: Callable[[float], None] = time.sleep):
         self.threads = threads
+        self.sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="objlib-lane")
         self._idle = threading.Condition()
         self._busy = 0
@@ -56,6 +71,10 @@ class Lane:
             return None
         future.add_done_callback(self._done)
         return future
+
+    def wait(self, delay_s: float) -> None:
+        """A lane thread waits out a short delay (see the module docstring)."""
+        self.sleep(max(0.0, delay_s))
 
     def _done(self, _future: Future | None) -> None:
         with self._idle:

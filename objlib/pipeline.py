@@ -210,10 +210,15 @@ def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
     """The second half: send importFile for an uploaded, ACTIVE raw file and keep its
     operation. Any thread may run it (the upload's worker, or a control-lane thread while
     that worker uploads the next file): the row stays leased by this process meanwhile.
-    True when the import was started (the poll should follow)."""
+    True when the import was started (the poll should follow). Safe to run again with the
+    same ``ready`` after it raised a ``resend`` Deferred (its prepaid slots are spent once)."""
     s, cat = ctx.settings, ctx.catalog
     row, file_id, version = ready.row, ready.row.id, ready.row.version
-    with _Step(ctx, "upload", row, task_id, prepaid=ready.prepaid) as step:
+    prepaid, ready.prepaid = ready.prepaid, 0
+    # the step from its start, not this import again: the raw file is gone (upload it
+    # again), or the import went unanswered (it may have made a document: look for it)
+    start_over = False
+    with _Step(ctx, "upload", row, task_id, prepaid=prepaid) as step:
         try:
             now = ctx.clock()
             deadline = now + s.poll_timeout_s
@@ -229,10 +234,13 @@ def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
             except GeminiError as err:
                 if err.code is not None:  # answered with an error: no document was made
                     lc.clear_import_requested(cat, file_id, version, task_id)
+                else:
+                    start_over = True
                 if err.code == 404:
                     check_store(ctx)  # raises StoreLost if the store is gone
                     # the store is there: the raw file is not (expired or deleted)
                     lc.record_remote_file(cat, file_id, version, task_id, None)
+                    start_over = True
                     raise Transient(f"{err} (the raw file is gone; uploading it again)") \
                         from err
                 raise
@@ -249,7 +257,7 @@ def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
             _hold_deferred(ctx, row, d, step)
             raise
         except GeminiError as err:
-            _retry_or_fail(ctx, row, err, step)
+            _retry_or_fail(ctx, row, err, step, resend=not start_over)
             return False
 
 
@@ -402,13 +410,16 @@ def _hold_deferred(ctx: Context, row: lc.FileRow, deferred: Deferred, step: _Ste
     step.log.info("deferred", reason=deferred.reason, delay_s=round(deferred.delay_s, 3))
 
 
-def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step) -> None:
+def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step, *,
+                   resend: bool = True) -> None:
     """Classified errors. Pauses first: while the service is away (unavailable) the step
     re-schedules with backoff (raising Deferred), and a refused key is raised on for the task
     to wait out; neither spends the file's attempts nor fails it, however long it lasts. 429
     and transient errors re-schedule with backoff until their bound; anything else fails the
     row with its class and message at once — a full store (``store_full``, a 429 that is no
-    request to slow down) among them: no retry can succeed until a human frees space."""
+    request to slow down) among them: no retry can succeed until a human frees space.
+    The Deferred raised is a ``resend`` one (the same step may be run again as it is, once
+    its delay is over) unless ``resend`` is False (the step must start from its beginning)."""
     cat, now = ctx.catalog, ctx.clock()
     message = str(err)
     if isinstance(err, (Unavailable, ConfigError)):
@@ -423,7 +434,7 @@ def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step)
         lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
         step.log.warning("service unavailable; paused", error=message,
                          delay_s=round(delay, 2), pauses=pauses)
-        raise Deferred(delay, "service unavailable")
+        raise Deferred(delay, "service unavailable", resend=resend)
     if isinstance(err, RateLimited):
         count = lc.record_attempt(cat, row.id, row.version, err.kind, message, now,
                                   rate_limited=True)
@@ -431,7 +442,7 @@ def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step)
             delay = err.retry_after_s or ctx.backoff_s(min(count, 6))
             lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
             step.log.warning("rate limited", delay_s=round(delay, 2), rate_limited=count)
-            raise Deferred(delay, "429 from the API")
+            raise Deferred(delay, "429 from the API", resend=resend)
     elif err.kind == "transient":
         attempts = lc.record_attempt(cat, row.id, row.version, err.kind, message, now)
         if attempts is not None and attempts < ctx.settings.max_attempts:
@@ -439,7 +450,7 @@ def _retry_or_fail(ctx: Context, row: lc.FileRow, err: GeminiError, step: _Step)
             lc.hold(cat, row.id, row.version, now + delay + _GRACE_S)
             step.log.warning("transient error", error=message, delay_s=round(delay, 2),
                              attempts=attempts)
-            raise Deferred(delay, "transient error")
+            raise Deferred(delay, "transient error", resend=resend)
     lc.mark_failed(cat, row.id, row.version, err.kind, message, now)
     step.log.error("failed", error_class=err.kind, error=message)
 

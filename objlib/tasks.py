@@ -38,8 +38,8 @@ from objlib import log, recovery
 from objlib.catalog import Catalog, open_catalog
 from objlib.catalog import lifecycle as lc
 from objlib.errors import CatalogError, ConfigError, ObjlibError, QueueError
+from objlib.lane import WAIT_BUDGET_S, WAIT_MAX_S, lane
 from objlib.lane import configure as lane_configure
-from objlib.lane import lane
 from objlib.recovery import LiveTasks, RecoverSummary
 from objlib.settings import Settings
 from objlib.throttle import Deferred
@@ -369,10 +369,12 @@ def _register_tasks(q: ObjlibHuey) -> None:
     q.on_startup(name="objlib_worker_started")(lambda: _worker_started(q))
 
 
-def _rescheduling(q: ObjlibHuey, step):
+def _rescheduling(q: ObjlibHuey, step, *, in_lane: bool = False):
     """A step that must wait raises Deferred; huey re-schedules the same task (same id,
     same chain) with that delay, ahead of new work. No worker ever sleeps on a remote
-    operation."""
+    operation. A short wait to send a request again is timed by the lane instead
+    (``_timed_in_lane``), unless the step runs there already (``in_lane``: the lane waits
+    itself, ``_waiting_out``)."""
 
     @functools.wraps(step)
     def run(*args, task=None, **kwargs):
@@ -380,6 +382,8 @@ def _rescheduling(q: ObjlibHuey, step):
             return step(q, *args, task=task, **kwargs)
         except Deferred as d:
             task.priority = max(task.priority or 0, _AHEAD)
+            if not in_lane and _timed_in_lane(q, task, d):
+                return None
             raise RetryTask(str(d), delay=max(d.delay_s, 0.0)) from None
         except ConfigError as err:
             # e.g. no GEMINI_API_KEY in the workers' environment, or a key the service
@@ -428,7 +432,8 @@ def _hand_off(q: ObjlibHuey, task, rest, then) -> bool:
     def run():
         try:
             try:
-                value = _rescheduling(q, lambda _q, task=None: rest())(task=task)
+                value = _rescheduling(q, lambda _q, task=None: _waiting_out(rest),
+                                      in_lane=True)(task=task)
             except RetryTask as wait:
                 _again(q, task, successor, wait.delay or 0.0)
             except Exception:  # noqa: BLE001 — as huey does for a task: log, retry a few
@@ -453,6 +458,41 @@ def _hand_off(q: ObjlibHuey, task, rest, then) -> bool:
         task.on_complete = successor
         return False
     return True
+
+
+def _waiting_out(rest):
+    """``rest()`` on a lane thread, run again on it after each short wait it asks for (a
+    ``resend`` Deferred of at most ``lane.WAIT_MAX_S``, ``lane.WAIT_BUDGET_S`` in all): the
+    step sends its request again as soon as its delay is over, instead of a scheduler tick
+    and a free worker later. A longer wait is raised on (to the queue's schedule)."""
+    budget_s = WAIT_BUDGET_S
+    while True:
+        try:
+            return rest()
+        except Deferred as d:
+            if not d.resend or d.delay_s > min(WAIT_MAX_S, budget_s):
+                raise
+            budget_s -= d.delay_s
+            log.get_logger("objlib.worker").info("waiting in the lane", reason=d.reason,
+                                                 delay_s=round(d.delay_s, 3))
+            lane().wait(d.delay_s)
+
+
+def _timed_in_lane(q: ObjlibHuey, task, deferred: Deferred) -> bool:
+    """A worker's step that must wait a moment before it sends its request again (its
+    upload met a 429 or a 503, or waits for its rate-limit slot): a lane thread times the
+    wait and puts the same task back in the queue when it is over, so it runs again then,
+    not at the first scheduler tick after it; the worker takes other work meanwhile (the
+    upload itself stays on a worker). False (nothing done) for a longer wait, a wait for the
+    service's own progress, or a full lane."""
+    if task is None or not deferred.resend or deferred.delay_s > WAIT_MAX_S:
+        return False
+
+    def due():
+        lane().wait(deferred.delay_s)
+        raise Deferred(0.0, deferred.reason)  # the same task, queued now (``_hand_off``)
+
+    return _hand_off(q, task, due, lambda _value, _successor: None)
 
 
 def _bound(task, run) -> None:

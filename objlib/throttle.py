@@ -27,11 +27,12 @@ than the limit. A step that needs more than the whole limit goes alone, into an 
 Adaptive limit — AIMD, as TCP paces itself without knowing the link. The limit in force is
 ``min(rate_limit_per_minute, adaptive)``; with neither, requests are not limited. When 429s
 press (at least ``ADAPT_MIN_429`` of them and ``ADAPT_RATIO`` of the requests of the last
-``PRESSURE_S``), the adaptive limit is *cut* to ``BETA`` times the one in force or, when none
-is, ``FIRST_CUT`` times the lower of the configured limit and what the service accepted in
-the last ``WINDOW_S`` (the quota measured: it refused the rest). The minute after a cut is
-not judged: an rpm quota remembers the requests sent before the cut that long, so the 429s
-the new pace meets then say nothing about it. Each whole judged window without pressure
+``PRESSURE_S``; for a first pace, of at least ``ADAPT_SAMPLE`` requests), the adaptive
+limit is *cut* to ``BETA`` times the one in force or, when none is, ``FIRST_CUT`` times
+the lower of the configured limit and what the service accepted in the last ``WINDOW_S``
+(the quota measured: it refused the rest). The minute after a cut is not judged: an rpm
+quota remembers the requests sent before the cut that long, so the 429s the new pace meets
+then say nothing about it. Each whole judged window without pressure
 *raises* it by ``RAISE`` (at least one request a minute); once it reaches the configured
 limit, or a window's requests stay under ``DROP_BELOW`` of it (it no longer holds anyone
 back), it is dropped. It never goes below ``MIN_PER_MINUTE``. Scattered 429s (under the
@@ -80,6 +81,7 @@ RAISE = 0.1  # a raise per window without pressure: this fraction of the limit (
 PRESSURE_S = 30.0  # 429s press when, in the last PRESSURE_S, there were at least ...
 ADAPT_MIN_429 = 3  # ... this many of them ...
 ADAPT_RATIO = 0.15  # ... and this fraction of the requests (as in the last WINDOW_S, to raise)
+ADAPT_SAMPLE = 60  # ... judged, to set a first pace, over at least this many requests
 DROP_BELOW = 0.5  # dropped when a window's requests stay under this fraction of it
 MIN_PER_MINUTE = 1.0
 
@@ -102,12 +104,18 @@ INSERT OR IGNORE INTO adaptive(id) VALUES (1)
 
 
 class Deferred(Exception):
-    """Not now: come back in ``delay_s`` seconds. Tasks turn this into RetryTask(delay=...)."""
+    """Not now: come back in ``delay_s`` seconds. Tasks turn this into RetryTask(delay=...).
 
-    def __init__(self, delay_s: float, reason: str):
+    ``resend``: what is waited for is a moment to send a request again (a rate-limit slot,
+    the backoff after an error answer), not the service's own progress (an import running):
+    a thread that can spare ``delay_s`` may wait it out and run the step again at once
+    (``objlib.lane``), instead of handing the step back to the queue's schedule."""
+
+    def __init__(self, delay_s: float, reason: str, *, resend: bool = False):
         super().__init__(f"{reason}; retry in {delay_s:.2f} s")
         self.delay_s = delay_s
         self.reason = reason
+        self.resend = resend
 
 
 @dataclass(frozen=True)
@@ -151,8 +159,17 @@ def judged_since(a: Adaptive, now: float) -> float:
     return max(now - WINDOW_S, -1.0 if a.cut_at is None else a.cut_at + WINDOW_S)
 
 
-def _pressing(limited: int, requests: int) -> bool:
-    return limited >= ADAPT_MIN_429 and limited >= ADAPT_RATIO * requests
+def _pressing(limited: int, requests: int, sample: int = 0) -> bool:
+    """429s press when they are at least ``ADAPT_MIN_429`` and ``ADAPT_RATIO`` of the
+    requests, judged over at least ``sample`` of them (fewer count as that many). A first
+    pace is judged over ``ADAPT_SAMPLE``: without that floor a few scattered 429s among the
+    first requests of a run (a service that refuses one request in 20 at random: 3 of the
+    first 20) set a pace from what little had been accepted, some 15 requests a minute,
+    which then took the better part of an hour to climb back: in 9 % of simulated run starts
+    at 5 % random 429s, 0.3 % with the floor. A quota's first burst meets 429s on every
+    worker at once, well above it. A pace in force is judged as before (its windows are
+    small at a small quota, and it must answer their 429s)."""
+    return limited >= ADAPT_MIN_429 and limited >= ADAPT_RATIO * max(requests, sample)
 
 
 def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
@@ -161,7 +178,8 @@ def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
     service accepted in the window (a measure of the quota, so less is taken off). Raise
     after a whole judged window without pressure; drop once at the configured limit or
     above what the workers ask for. ``configured`` 0: none."""
-    if _pressing(w.recent_limited, w.recent_requests):
+    if _pressing(w.recent_limited, w.recent_requests,
+                 0 if a.per_minute is not None else ADAPT_SAMPLE):
         if a.per_minute is not None:
             cut = BETA * a.per_minute
         else:
@@ -229,7 +247,8 @@ class Throttle:
             breaker = conn.execute("SELECT state, open_until FROM breaker").fetchone()
             if breaker[0] == "open" and breaker[1] > now:
                 wait = breaker[1] - now
-                raise Deferred(wait + self._rng.uniform(0, min(wait, 5.0)), "circuit breaker open")
+                raise Deferred(wait + self._rng.uniform(0, min(wait, 5.0)), "circuit breaker open",
+                               resend=True)
             limit = self._limit_in_force(conn)
             if not limit:
                 return
@@ -244,6 +263,7 @@ class Throttle:
                 # (a short horizon keeps a step's requests together instead of interleaving
                 # every task's requests over minutes)
                 wait = start - now - ahead_s
+                # (no slot is held for it: nothing to be on time for, so not ``resend``)
                 raise Deferred(wait + self._rng.uniform(0, ahead_s / 2),
                                "rate limit: slots taken")
             conn.execute("UPDATE limiter SET tat=?", (start + cost * interval_s,))
@@ -253,7 +273,7 @@ class Throttle:
             conn.execute("DELETE FROM reservations WHERE at < ?", (now - _RESERVATION_TTL_S,))
             conn.execute("INSERT INTO reservations(holder, at, cost) VALUES (?, ?, ?)",
                          (holder, start, cost))
-        raise Deferred(start - now, "rate limit: slot reserved")
+        raise Deferred(start - now, "rate limit: slot reserved", resend=True)
 
     def _free_to_go(self, now: float) -> bool:
         """No limit in force and the breaker not open: the request goes, and nothing is
@@ -280,7 +300,7 @@ class Throttle:
             return False
         at, reserved_cost = reserved
         if at > now + _GRANT_EARLY_S:
-            raise Deferred(at - now, "rate limit: waiting for a reserved slot")
+            raise Deferred(at - now, "rate limit: waiting for a reserved slot", resend=True)
         conn.execute("DELETE FROM reservations WHERE holder=?", (holder,))
         if now - at > LATE_S:
             return False
@@ -312,7 +332,8 @@ class Throttle:
             for at, c in sends:  # the oldest leave first
                 leaving -= c
                 if leaving <= 0:
-                    raise Deferred(at + WINDOW_S - now + 1e-6, "rate limit: window full")
+                    raise Deferred(at + WINDOW_S - now + 1e-6, "rate limit: window full",
+                                   resend=True)
         conn.execute("INSERT INTO sends(at, cost) VALUES (?, ?)", (now, cost))
 
     def _limit_in_force(self, conn: sqlite3.Connection) -> float | None:

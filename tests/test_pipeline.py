@@ -14,7 +14,7 @@ from objlib.catalog import lifecycle as lc
 from objlib.enqueue import ensure_store
 from objlib.errors import StoreLost
 from objlib.gemini import metadata as gm
-from objlib.gemini.errors import Permanent
+from objlib.gemini.errors import Permanent, Unavailable
 from objlib.scan import scan_library
 from objlib.throttle import Deferred
 from tests.support.catalogue import queued
@@ -344,3 +344,62 @@ def test_a_poll_holds_the_row_for_this_process_and_spares_a_lease_it_already_hol
         assert during.lease_owner == process_owner() and during.polls == 1
     assert before[ours.id].lease_owner == process_owner()
     assert before[theirs.id].lease_owner == "elsewhere:1"
+
+
+def test_an_import_that_met_a_429_is_sent_again_as_it_is_when_its_delay_is_over(ctx, emulator):
+    # Given an upload whose importFile met a (scattered, bare) 429
+    row = queued(ctx)
+    ready = pipeline.upload(ctx, row.id, row.version, "task-1")
+    emulator.configure(faults={"rate_limit": 1.0})
+    with pytest.raises(Deferred) as deferred:
+        pipeline.start_import(ctx, ready, "task-1")
+    emulator.configure(faults={"rate_limit": 0.0})
+    # Then the wait is one to send the request again (a lane thread may wait it out), with
+    # objlib's own backoff since the 429 said nothing of when to come back
+    assert deferred.value.resend and 0.5 <= deferred.value.delay_s <= 1.5
+    assert lc.get(ctx.catalog, row.id).rate_limited == 1
+    # When the same step runs again with the same ready
+    before = emulator.stats()["requests"]
+    assert pipeline.start_import(ctx, ready, "task-1") is True
+    # Then it sent the import alone, and the row is importing
+    sent = collections.Counter(emulator.stats()["requests"])
+    sent.subtract(before)
+    assert +sent == {"stores.importFile": 1}
+    assert lc.get(ctx.catalog, row.id).state == lc.IMPORTING
+
+
+def test_an_import_whose_raw_file_is_gone_goes_back_to_the_upload(ctx, emulator):
+    row = queued(ctx)
+    ready = pipeline.upload(ctx, row.id, row.version, "task-1")
+
+    def raw_file_not_found(*args, **kwargs):  # expired or deleted meanwhile
+        raise Permanent("404 NOT_FOUND on import_file: no such file", code=404,
+                        call="import_file")
+
+    ctx.gemini.import_file = raw_file_not_found
+    with pytest.raises(Deferred) as deferred:
+        pipeline.start_import(ctx, ready, "task-1")
+    # not this import again (it would meet the 404 again): the step from its start
+    assert not deferred.value.resend
+    assert lc.get(ctx.catalog, row.id).remote_file is None
+
+
+def test_an_unanswered_import_is_not_sent_again_as_it_is(ctx, emulator):
+    # Given an importFile whose answer never came (the request may have made a document)
+    row = queued(ctx)
+    ready = pipeline.upload(ctx, row.id, row.version, "task-1")
+    real_import = ctx.gemini.import_file
+
+    def answer_lost(*args, **kwargs):
+        real_import(*args, **kwargs)
+        raise Unavailable("connection failed on import_file: ReadError", call="import_file")
+
+    ctx.gemini.import_file = answer_lost
+    with pytest.raises(Deferred) as deferred:
+        pipeline.start_import(ctx, ready, "task-1")
+    # Then the wait is for the step from its start, which looks for that document first
+    assert not deferred.value.resend
+    assert lc.get(ctx.catalog, row.id).import_requested_at is not None
+    ctx.gemini.import_file = real_import
+    assert pipeline.upload_and_import(ctx, row.id, row.version, "task-1") is True
+    assert emulator.stats()["requests"]["stores.importFile"] == 1  # adopted, not repeated

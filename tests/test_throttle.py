@@ -413,3 +413,16 @@ def test_a_flaky_service_does_not_grow_the_breaker_cooldown(home):
         now += 0.25
     # Then each time it trips it pauses for the base cooldown, not 20, 40 ... 300 s
     assert longest_s <= 10.0
+
+
+def test_a_few_429s_among_the_first_requests_of_a_run_set_no_pace():
+    # 3 of the first 20 answers are 429s (a service refusing one request in 20 at random):
+    # too few requests to tell scattered 429s from a quota
+    w = Window(requests=20, accepted=17, limited=3, recent_requests=20, recent_limited=3)
+    assert adapt(Adaptive(), w, configured=0, now=T0) == Adaptive()
+    # a quota's first burst: every worker meets a 429 at once
+    burst = Window(requests=40, accepted=30, limited=10, recent_requests=40, recent_limited=10)
+    assert adapt(Adaptive(), burst, configured=0, now=T0).per_minute == pytest.approx(27.0)
+    # a pace in force still answers 3 429s among 20 requests (its windows are small)
+    cut = adapt(Adaptive(40.0, T0 - 200, T0 - 200), w, configured=0, now=T0)
+    assert cut.per_minute == pytest.approx(28.0)

@@ -29,7 +29,8 @@ real scale (``scripts/bench.py --only seed``); a few hundred files take minutes 
 Faults (probabilities 0..1, drawn from ``random.Random(seed)``; 1.0 is deterministic):
 
 =============  ===========================================================================
-rate_limit     429 RESOURCE_EXHAUSTED with a RetryInfo detail and ``Retry-After``
+rate_limit     429 RESOURCE_EXHAUSTED "Resource has been exhausted (e.g. check quota).", no
+               retry delay (see below)
 unavailable    503 UNAVAILABLE
 create_failed  the transient 400 INVALID_ARGUMENT "Failed to create file." on an upload start
 never_done     the indexing operation never reports done; the document still becomes ACTIVE
@@ -41,6 +42,18 @@ every upload start. They do not apply to upload chunk POSTs (the SDK sends those
 API key and outside its retry policy; a failed chunk fails the whole upload), nor to
 ``/_emulator/*``. ``--rpm N`` admits at most N calls in any sliding 60 s; calls beyond it get a
 429 and do not count against the quota.
+
+What a 429 carries, as the real API sends it. A quota's 429 ("You exceeded your current
+quota ... Please retry in 53.016342224s.") says how long to wait in a ``google.rpc.RetryInfo``
+detail of its body (``retryDelay``, e.g. "53s", also seen with nanoseconds, "45.837906927s";
+googleapis/python-genai#1875, dcdpr/jp#1061): here the whole seconds until the oldest call
+leaves the window. The scattered 429 ``rate_limit`` stands for ("Resource has been exhausted
+(e.g. check quota).", seen with no quota reached) was reported with a bare body, no details
+(google/generative-ai-docs#236, google-gemini/gemini-cli#2020): here no RetryInfo either, so
+a client must choose its own backoff. Neither carries a ``Retry-After`` header: a client of
+the real API reports that it never sends one (dcdpr/jp#1061), and none is documented; where
+that is unknown the emulator takes the stricter answer (no header: the body is the only
+hint). A 503 UNAVAILABLE carries no hint either.
 
 API keys: with ``api_keys`` given (``--api-key K``), only those keys are valid; any other
 key gets the real API's ``400 INVALID_ARGUMENT`` "API key not valid" with its ErrorInfo
@@ -68,7 +81,6 @@ from objlib.emulator.state import ApiError
 LATENCY_STEPS = ("upload", "activate", "import", "index", "call")
 FAULT_KINDS = ("rate_limit", "unavailable", "create_failed", "never_done", "index_failed")
 WINDOW_S = 60.0
-RATE_LIMIT_RETRY_S = 1
 _KEEP = object()
 
 
@@ -248,11 +260,10 @@ class Behaviour:
             quota = self._stats.quota_window
             if self.rpm and quota.count(now) >= self.rpm:
                 self._stats.faults["rpm_quota"] += 1
-                raise _resource_exhausted(max(1, math.ceil(quota.times[0] + WINDOW_S - now)),
-                                          "Quota exceeded: too many requests per minute.")
+                raise _resource_exhausted("Quota exceeded: too many requests per minute.",
+                                          max(1, math.ceil(quota.times[0] + WINDOW_S - now)))
             if self._roll("rate_limit"):
-                raise _resource_exhausted(RATE_LIMIT_RETRY_S,
-                                          "Resource has been exhausted (e.g. check quota).")
+                raise _resource_exhausted("Resource has been exhausted (e.g. check quota).")
             if self._roll("unavailable"):
                 raise ApiError(503, "UNAVAILABLE", "The service is currently unavailable.")
             quota.add(now)
@@ -278,8 +289,9 @@ class Behaviour:
                                "api_keys": len(self.api_keys or ())}}  # never the keys
 
 
-def _resource_exhausted(retry_s: int, message: str) -> ApiError:
-    return ApiError(429, "RESOURCE_EXHAUSTED", message,
-                    details=[{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                              "retryDelay": f"{retry_s}s"}],
-                    headers={"Retry-After": str(retry_s)})
+def _resource_exhausted(message: str, retry_s: int | None = None) -> ApiError:
+    """A 429; with ``retry_s``, the RetryInfo a quota's 429 carries (no Retry-After header:
+    see the module docstring)."""
+    details = None if retry_s is None else [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_s}s"}]
+    return ApiError(429, "RESOURCE_EXHAUSTED", message, details=details)
