@@ -102,7 +102,8 @@ def objlib_figures(run: dict) -> dict:
             "tasks_per_file": round(run["tasks"] / files, 3),
             "calls_by_endpoint": {k: round(v * run["indexed"] / files, 3)
                                   for k, v in run["calls_per_file"].items()},
-            "executions": run["workers_time"]["executions"]}
+            "executions": run["workers_time"]["executions"],
+            "load_average": run["load_average"]}
 
 
 def _median(runs: list[dict], side: str, figure: str):
@@ -197,6 +198,10 @@ def table_lines(section: dict, ok) -> list[str]:
             lines.append(f"  {name + ' ' + side:<24} {f['files_per_s'] or 0:>8.2f} "
                          f"{f['indexed_fraction']:>8.1%} {f['calls_per_file']:>11.2f} "
                          f"{tasks:>11}  {target}".rstrip())
+        loads = " ".join("/".join(f"{x:g}" for x in r["objlib"].get("load_average", []))
+                         for r in section[name]["runs"])
+        lines.append(f"  {name + ' load, objlib runs':<24} {loads:>8}  (1-min average, "
+                     "before/after each)")
         ratio = md["ratio"]
         target = f"{checks['ratio'][1]} {ok(checks['ratio'][2])}" if checks else ""
         lines.append(f"  {name + ' ratio objlib/seed':<24} "

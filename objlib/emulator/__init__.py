@@ -27,6 +27,13 @@ report of the real API's answer; [unknown] = not documented nor seen: the strict
   ``429 RESOURCE_EXHAUSTED "Corpus has reached the storage limit of N bytes."`` with no
   details [issue: googleapis/python-genai#1774]. The emulator refuses the document that would
   cross the limit, not only once it is reached [unknown: stricter].
+- A 429 says how long to wait only in its body: a quota's (``--rpm``) with a
+  ``google.rpc.RetryInfo`` of the seconds until a call leaves the window [issue:
+  googleapis/python-genai#1875 "53s", dcdpr/jp#1061], the scattered one (``--fault
+  rate_limit``, "Resource has been exhausted (e.g. check quota).") with a bare body, no
+  details [issue: google/generative-ai-docs#236, google-gemini/gemini-cli#2020]; neither with
+  a ``Retry-After`` header [issue: dcdpr/jp#1061 reports none; unknown: stricter]. See
+  ``behaviour.py``.
 - An unknown JSON field is ``400 INVALID_ARGUMENT "Invalid JSON payload received. Unknown name
   "x" at 'path': Cannot find field."`` with a ``google.rpc.BadRequest`` of ``fieldViolations``
   [issue: decolua/9router#1876, danny-avila/LibreChat#11761]; both proto and camelCase names
