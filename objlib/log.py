@@ -9,16 +9,24 @@ runs carries its ``task_id`` (``bind_task``).
 
 Configured lazily: ``configure_lazily`` (the CLI) only records what is wanted, and structlog
 is imported and set up by the first event. A read-only command that logs nothing
-(``objlib status --json``) never imports structlog (~130 ms of imports on a small machine).
+(``objlib status --json``) never imports structlog (~130 ms of imports on a small machine),
+nor the standard ``logging`` (5 % of that process's instructions): this module imports it
+where it is used.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
+
+# logging's levels (the module itself is imported where it is used)
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 
 _SECRET_KEYS = {"api_key", "key", "x-goog-api-key", "authorization"}
 # third-party loggers that would drown the stream at INFO (one line per HTTP request)
@@ -77,12 +85,14 @@ def _formatter(json: bool, colors: bool):
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=render)
 
 
-def configure(json: bool = False, level: int = logging.INFO, stream=None,
+def configure(json: bool = False, level: int = INFO, stream=None,
               handlers: list[logging.Handler] | None = None, quiet_huey: bool = True) -> None:
     """Send structlog's events and every stdlib record at ``level`` or above through
     ``handlers`` (default: one stream handler on ``stream``, or stderr as it is at write
     time), each line rendered as JSON or for the console. ``quiet_huey``: huey's INFO lines
     (one per task) are left out, as a command wants; a worker keeps them."""
+    import logging
+
     import structlog
 
     global _applied, _generation
@@ -121,7 +131,7 @@ def configure(json: bool = False, level: int = logging.INFO, stream=None,
         _applied, _generation = True, _generation + 1
 
 
-def configure_lazily(json: bool = False, level: int = logging.INFO) -> None:
+def configure_lazily(json: bool = False, level: int = INFO) -> None:
     """What the CLI wants, applied by the first event (a command that logs nothing pays
     nothing). Replaces an earlier configuration of this process at that moment."""
     global _wanted, _applied, _generation
@@ -135,6 +145,8 @@ def configure_worker() -> None:
     logger and its level (``-v`` DEBUG, ``-q`` WARNING, else INFO) there; that handler now
     serves the root logger instead, so objlib's events (and httpx's warnings) go where
     huey's lines go, at the level huey_consumer was given."""
+    import logging
+
     huey_logger = logging.getLogger("huey")
     handlers = [h for h in huey_logger.handlers if not getattr(h, "objlib", False)]
     for handler in handlers:
@@ -146,14 +158,19 @@ def configure_worker() -> None:
     logging.captureWarnings(True)  # a library's warnings.warn: a JSON line too, not raw text
 
 
-_RECORD_FIELDS = (frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
-                  | {"message", "asctime"}) - {"exc_info", "stack_info"}  # logging's own kwargs
+@functools.cache
+def _record_fields() -> frozenset[str]:
+    import logging
+
+    return (frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+            | {"message", "asctime"}) - {"exc_info", "stack_info"}  # logging's own kwargs
 
 
 def _as_record_extra(_logger, _name, event_dict):
     """Fields named like a LogRecord attribute (``name``, ``thread``, ...) get a trailing
     ``_``: ``logging`` refuses to overwrite its own."""
-    return {f"{k}_" if k in _RECORD_FIELDS else k: v for k, v in event_dict.items()}
+    fields = _record_fields()
+    return {f"{k}_" if k in fields else k: v for k, v in event_dict.items()}
 
 
 def configure_for_library() -> None:
@@ -196,9 +213,8 @@ def bind_task(task_id: str, task_name: str):
 
 # the level of each event method; an event below the level logging will be configured with
 # is dropped before it configures anything (it would be filtered out anyway)
-_LEVEL_OF = {"debug": logging.DEBUG, "info": logging.INFO, "msg": logging.INFO,
-             "warning": logging.WARNING, "warn": logging.WARNING, "error": logging.ERROR,
-             "exception": logging.ERROR, "critical": logging.CRITICAL, "fatal": logging.CRITICAL}
+_LEVEL_OF = {"debug": DEBUG, "info": INFO, "msg": INFO, "warning": WARNING, "warn": WARNING,
+             "error": ERROR, "exception": ERROR, "critical": CRITICAL, "fatal": CRITICAL}
 
 
 def _ignore(*_args, **_kwargs) -> None:
@@ -208,8 +224,7 @@ def _ignore(*_args, **_kwargs) -> None:
 def _below_the_wanted_level(method: str) -> bool:
     """Logging is not configured yet, and an event of this method would be filtered out by
     the level it will be configured with."""
-    return not _applied and _LEVEL_OF.get(method, logging.CRITICAL) < \
-        (_wanted or {}).get("level", logging.INFO)
+    return not _applied and _LEVEL_OF.get(method, CRITICAL) < (_wanted or {}).get("level", INFO)
 
 
 class _LazyLogger:
@@ -222,29 +237,33 @@ class _LazyLogger:
 
     def __init__(self, name: str | None):
         self._name = name
-        self._made: tuple[int, Any] | None = None
+        self._made: tuple[int, Any, logging.Logger] | None = None
 
-    def _logger(self):
+    def _loggers(self) -> tuple[Any, logging.Logger]:
+        """The structlog logger of the configuration in force, and the stdlib one below it."""
         made = self._made
         if made is None or made[0] != _generation or not _applied:
             _ensure_configured()
+            import logging
+
             import structlog
 
-            made = self._made = (_generation, structlog.get_logger(self._name).bind())
-        return made[1]
+            made = self._made = (_generation, structlog.get_logger(self._name).bind(),
+                                 logging.getLogger(self._name))
+        return made[1], made[2]
 
     def debug(self, event: str, *args: Any, **kw: Any) -> Any:
         if _below_the_wanted_level("debug"):
             return None
-        logger = self._logger()  # configured first: the level to check is the one wanted
-        if not logging.getLogger(self._name).isEnabledFor(logging.DEBUG):
+        logger, stdlib = self._loggers()  # configured first: the level is the one wanted
+        if not stdlib.isEnabledFor(DEBUG):
             return None
         return logger.debug(event, *args, **kw)
 
     def __getattr__(self, attr: str):
         if _below_the_wanted_level(attr):
             return _ignore
-        return getattr(self._logger(), attr)
+        return getattr(self._loggers()[0], attr)
 
 
 def get_logger(name: str | None = None) -> _LazyLogger:

@@ -54,15 +54,18 @@ recovers by itself.
 
 from __future__ import annotations
 
-import random
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from objlib.catalog.db import BUSY_TIMEOUT_S, transaction
 from objlib.settings import Settings
+
+if TYPE_CHECKING:
+    import random
 
 HEADROOM = 0.95
 _GRANT_EARLY_S = 0.05  # a slot this close is taken now rather than re-scheduled
@@ -194,12 +197,18 @@ def adapt(a: Adaptive, w: Window, configured: int, now: float) -> Adaptive:
     return Adaptive(raised, now, a.cut_at)
 
 
+def _new_rng() -> random.Random:
+    import random  # here, not at import: `objlib status` reads a throttle and draws nothing
+
+    return random.Random()
+
+
 class Throttle:
     def __init__(self, path: str | Path, settings: Settings, rng: random.Random | None = None):
         self.path = Path(path)
         self.settings = settings
         self.limit = settings.rate_limit_per_minute  # configured; 0 = none
-        self._rng = rng or random.Random()
+        self._rng = rng or _new_rng()
         self._local = threading.local()
 
     @classmethod

@@ -78,7 +78,7 @@ from objlib.lane import PER_WORKER as LANE_PER_WORKER
 from scripts import bench_first_file, bench_seed
 from scripts import benchlib as bl
 from scripts.make_sample_library import make_library
-from tests.support.processes import PYTHON, Children, EmulatorProcess
+from tests.support.processes import Children, EmulatorProcess
 from tests.support.waits import wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -520,7 +520,7 @@ def bench_status(args, tmp: Path) -> dict:
         bench_status.build(settings, rows)
     in_process = bench_status.timed(lambda: json.dumps(to_json(snapshot(settings))),
                                     max(5, args.runs * 7))
-    argv = [PYTHON, "-m", "objlib", "--home", str(home), "status", "--json"]
+    argv = [*bench_status.objlib_command(), "--home", str(home), "status", "--json"]
     env = {**os.environ, **bench_status.installed_bytecode(tmp / "status-pyc")}
     subprocess.run(argv, check=True, capture_output=True, env=env)  # bytecode cached
     command = bench_status.timed(lambda: subprocess.run(argv, check=True, capture_output=True,

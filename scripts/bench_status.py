@@ -19,10 +19,10 @@ small text files are scanned into a home, a real ``huey_consumer objlib.tasks.hu
 every file is timed as a command, and ``objlib status --json`` is timed as a new process
 ``--runs`` times while the workers drain the queue (each answer must still show work
 waiting). Twice: a catalogue of exactly those files, and one padded to ``--rows`` with
-indexed rows of earlier runs (history included), as a long-lived library's is. Children
-run as an installed objlib does, with its bytecode cached (a temporary
-``PYTHONPYCACHEPREFIX``; a ``PYTHONDONTWRITEBYTECODE`` in the environment would make every
-new process compile objlib from source).
+indexed rows of earlier runs (history included), as a long-lived library's is. Commands
+run as an installed objlib's do (the ``objlib`` console script), with its bytecode cached
+(a temporary ``PYTHONPYCACHEPREFIX``; a ``PYTHONDONTWRITEBYTECODE`` in the environment
+would make every new process compile objlib from source).
 
 Prints the median (and min/max) of the runs.
 """
@@ -177,6 +177,13 @@ def installed_bytecode(cache: Path) -> dict:
     return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(cache)}
 
 
+def objlib_command() -> list[str]:
+    """``objlib`` as a user types it: the console script next to this Python (``make``
+    installs it), else ``python -m objlib``."""
+    script = Path(PYTHON).with_name("objlib")
+    return [str(script)] if script.is_file() else [PYTHON, "-m", "objlib"]
+
+
 def timed_command(argv: list[str], env: dict) -> tuple[float, float, str]:
     """(wall s, CPU s, stdout) of one child process, as a user's shell runs it; raises if it
     fails."""
@@ -204,15 +211,14 @@ def at_scale_run(work: Path, library: Path, files: int, rows: int, runs: int,
         run = bl.Run(work / "home", emu.base_url, bytecode)
         run.cli("scan", str(library))
         padded = pad(Settings.load(run.home), rows)
-        status = [PYTHON, "-m", "objlib", "status", "--json"]
+        status = [*objlib_command(), "status", "--json"]
         timed_command(status, run.env)  # the bytecode of every module it imports, cached
         log_path = work / "consumer.log"
         consumer = run.consumer(children, log_path, workers=workers)
         wait_for(lambda: "consumer started" in log_path.read_text(errors="replace"), 60,
                  what="the consumer to start")
         load = [round(os.getloadavg()[0], 2)]
-        enqueue_s, enqueue_cpu_s, _ = timed_command([PYTHON, "-m", "objlib", "enqueue"],
-                                                    run.env)
+        enqueue_s, enqueue_cpu_s, _ = timed_command([*objlib_command(), "enqueue"], run.env)
         wall, cpu, answers = [], [], []
         for _ in range(runs):
             w, c, out = timed_command(status, run.env)

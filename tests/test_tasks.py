@@ -128,3 +128,14 @@ def test_rows_whose_batch_never_reached_the_queue_are_recovered(settings, librar
     assert sorted(summary.requeued) == sorted(r["path"] for r in rows)
     assert q.depth() == (3, 0)
     catalog.close()
+
+
+def test_task_ids_are_distinct_version_4_uuids_as_hueys_own():
+    import uuid
+
+    ids = tasks.task_ids(2_000)
+
+    assert len(set(ids)) == 2_000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
