@@ -611,6 +611,11 @@ def table(results: dict) -> str:
         row("tail after the last new upload, run 1 (s)", r0["workers_time"]["tail_s"])
         row("consumer CPU per file (ms)", md["consumer_cpu_ms_per_file"])
         row("emulator CPU per file (ms)", md["emulator_cpu_ms_per_file"])
+        # a thread consumer is one Python process: its CPU a file bounds it on any number of
+        # cores (the GIL); a figure that moves less with the machine than files/s does
+        row("  files/s its CPU allows (1,000 / consumer ms)",
+            round(1000 / md["consumer_cpu_ms_per_file"], 1)
+            if md["consumer_cpu_ms_per_file"] else "n/a")
         row("machine load (1-min average), each run", _loads(o["runs"]))
     if r := results.get("rate"):
         md, r0 = r["median"], r["runs"][0]

@@ -22,7 +22,7 @@ documents keep their import order) and keeps its text and chunking in ``pending`
 chunking and the FTS5 inserts run for every pending document, in key order, before the
 next search or chunk count (``index_pending``). A search therefore sees exactly what an
 index built at import would hold, and an import costs the service a row instead of the
-split and the full-text inserts (~9 ms of the emulator's CPU for a 40 KB text: 80 % of
+split and the full-text inserts (~9.5 ms of the emulator's CPU for a 40 KB text: ~70 % of
 what it spent per file on the ``instant`` profile, on the cores objlib shares with it).
 """
 
