@@ -236,9 +236,10 @@ def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
                     lc.clear_import_requested(cat, file_id, version, task_id)
                 else:
                     start_over = True
-                if err.code == 404:
+                if err.code == 404 or isinstance(err, Gone):
                     check_store(ctx)  # raises StoreLost if the store is gone
-                    # the store is there: the raw file is not (expired or deleted)
+                    # the store is there: the raw file is not (expired or deleted; the
+                    # Files API answers a missing raw file 403, see gemini.errors._GONE)
                     lc.record_remote_file(cat, file_id, version, task_id, None)
                     start_over = True
                     raise Transient(f"{err} (the raw file is gone; uploading it again)") \

@@ -60,6 +60,8 @@ def sdk_error(code: int, status: str | None = None, message: str = "boom", *, de
     (400, "FAILED_PRECONDITION", "store not empty", "delete_store", Permanent),
     (409, "ALREADY_EXISTS", "exists", "upload_file", Permanent),
     (403, "PERMISSION_DENIED", "denied", "import_file", Permanent),
+    (403, "PERMISSION_DENIED", "You do not have permission to access the File objlib-1 or it "
+     "may not exist.", "import_file", Gone),  # its raw file deleted or expired meanwhile
     (404, "NOT_FOUND", "no such store", "import_file", Permanent),
     (403, "PERMISSION_DENIED", "You do not have permission to access the File x or it may "
      "not exist.", "delete_file", Gone),

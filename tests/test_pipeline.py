@@ -384,6 +384,25 @@ def test_an_import_whose_raw_file_is_gone_goes_back_to_the_upload(ctx, emulator)
     assert lc.get(ctx.catalog, row.id).remote_file is None
 
 
+def test_an_import_of_a_raw_file_deleted_meanwhile_uploads_it_again(ctx, emulator):
+    # Given an uploaded raw file that is deleted (or expires) before its import
+    row = queued(ctx)
+    ready = pipeline.upload(ctx, row.id, row.version, "task-1")
+    assert ctx.gemini.delete_file(ready.raw_file)
+    # When the import is sent, the service answers 403 (a missing raw file, as files.get)
+    with pytest.raises(Deferred) as deferred:
+        pipeline.start_import(ctx, ready, "task-1")
+    # Then the step starts over from the upload, not the same import again, and no attempt
+    # is lost to a permanent failure
+    assert not deferred.value.resend
+    after = lc.get(ctx.catalog, row.id)
+    assert after.remote_file is None and after.state != lc.FAILED
+    # and the step run again uploads the file anew and imports it
+    again = pipeline.upload(ctx, row.id, row.version, "task-1")
+    assert pipeline.start_import(ctx, again, "task-1") is True
+    assert lc.get(ctx.catalog, row.id).state == lc.IMPORTING
+
+
 def test_an_unanswered_import_is_not_sent_again_as_it_is(ctx, emulator):
     # Given an importFile whose answer never came (the request may have made a document)
     row = queued(ctx)

@@ -13,6 +13,7 @@ what happened                                                kind
 upload never finalised, no upload URL (server misbehaved)    transient
 the API key refused (see ``_key_refused``)                   bad_key
 403/404 on a delete, or on ``get_file`` (expired raw file)   gone
+403 on ``import_file`` naming its File (missing, expired)   gone
 404 on ``get_document`` / ``get_store``                      gone
 any other 4xx (bad request, content rejected, ...)           permanent
 anything else unexpected                                     permanent
@@ -78,6 +79,9 @@ _GONE = {
     "get_document": {404},
     "get_store": {404},
 }
+# importFile of a raw file that is missing (deleted, expired after 48 h): the Files API's own
+# 403 for a missing file; any other 403 on it stays permanent
+_FILE_MISSING = re.compile(r"permission to access the File \S+ or it may not exist")
 _UNAVAILABLE_CODES = {502, 503, 504}
 # a 503 that is about the content, not the service (field lessons: a degenerate transcript
 # answered it every time): it spends attempts like any transient error, so the file can fail
@@ -258,7 +262,8 @@ def _from_api_error(exc: genai_errors.APIError, call: str) -> GeminiError:
                          f"{message.rstrip('.')}. Set a valid GEMINI_API_KEY (or "
                          "GOOGLE_API_KEY); workers wait until they are restarted with it",
                          call=call, code=code, status=status)
-    if cls is Permanent and code in _GONE.get(call, ()):
+    missing_file = call == "import_file" and code == 403 and _FILE_MISSING.search(message)
+    if cls is Permanent and (code in _GONE.get(call, ()) or missing_file):
         cls = Gone
     return cls(text, call=call, code=code, status=status, retry_after_s=_retry_after_s(exc))
 
