@@ -264,7 +264,7 @@ def start_import(ctx: Context, ready: ImportReady, task_id: str) -> bool:
 
 # Raw files this process saw ACTIVE (upload answer or files.get), so that a step re-run soon
 # after (its importFile on the lane met a 429 or a 503, say) sends the import without asking
-# files.get first. Safe to be stale: an import of a raw file that is gone answers 404, and
+# files.get first. Safe to be stale: an import of a raw file that is gone answers 403 (or 404), and
 # the row uploads it again (``start_import``).
 SEEN_ACTIVE_S = 600.0
 _SEEN_ACTIVE_MAX = 10_000
