@@ -486,11 +486,7 @@ def record_requeued(catalog: Catalog, report: Report, enqueued: list[str],
 
 def last_result(catalog: Catalog) -> dict | None:
     """The last reconcile's summary (``Report.summary()``), None if there was none."""
-    text = catalog.get_meta(META_KEY)
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
+    return catalog.get_meta_json(META_KEY)
 
 
 def due(settings: Settings, catalog: Catalog, now: float | None = None) -> bool:

@@ -52,11 +52,7 @@ class SyncResult:
 
 
 def last_sync(catalog: Catalog) -> dict | None:
-    value = catalog.get_meta(LAST_SYNC)
-    try:
-        return json.loads(value) if value else None
-    except ValueError:
-        return None
+    return catalog.get_meta_json(LAST_SYNC)
 
 
 def _is_due(settings: Settings, last: dict | None, now: float) -> bool:

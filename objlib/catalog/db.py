@@ -8,6 +8,7 @@ a newer objlib is refused before anything is written.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -362,6 +363,14 @@ class Catalog:
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.query("SELECT value FROM meta WHERE key=?", (key,))
         return row[0]["value"] if row else default
+
+    def get_meta_json(self, key: str) -> dict | None:
+        """A meta value written as a JSON object; None when missing or not JSON."""
+        value = self.get_meta(key)
+        try:
+            return json.loads(value) if value else None
+        except ValueError:
+            return None
 
     @property
     def id(self) -> str | None:
